@@ -1,0 +1,1 @@
+"""upscaler: sharp 2x/4x video and image upscaling with GAN-trained super-resolution networks."""
