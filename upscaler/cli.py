@@ -1,0 +1,219 @@
+"""The ``upscale`` command: a thin layer over :class:`upscaler.Upscaler`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from .errors import UpscalerError
+
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    # One line, no traceback: the message alone tells the user what to fix.
+    click.echo(f"upscale: error: {message}", err=True)
+    sys.exit(code)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UpscalerError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted; no output was left behind", 130)
+        except MemoryError:
+            _fail("out of memory (try a smaller --tile or --batch-size)")
+        except OSError as exc:
+            if os.environ.get("UPSCALER_DEBUG"):
+                raise
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            _fail(f"{where}{exc.strerror or exc}")
+
+    return wrapper
+
+
+def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("-m", "--model", default="default", show_default=True,
+                     help="Shipped or known model name (see `upscale models`), or a .safetensors/.pth file."),
+        click.option("-s", "--scale", type=click.Choice(["2", "4"]), default=None,
+                     help="Pick the shipped model of this scale (default x4)."),
+        click.option("--outscale", type=float, default=None,
+                     help="Final scale: run the model, then resize its output (e.g. 3 or 1.5)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
+                     show_default=True, help="auto = fp16 on CUDA, fp32 on CPU."),
+        click.option("--tile", type=int, default=None,
+                     help="Tile side in input pixels; 0 = no tiling; default picks from the device."),
+        click.option("--tile-overlap", type=int, default=32, show_default=True,
+                     help="Context pixels around each tile, blended across seams."),
+        click.option("--batch-size", type=int, default=None, help="Frames per model call."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output (never the input)."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def encode_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--codec", default="libx264", show_default=True,
+                     help="Video encoder: libx264, libx265, libsvtav1, ffv1, prores_ks, …"),
+        click.option("--crf", type=int, default=None, help="Constant rate factor (quality; lower is better)."),
+        click.option("--preset", default=None, help="Encoder preset, in ffmpeg's words."),
+        click.option("--pix-fmt", default=None, help="Output pixel format (default follows the input)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _make_upscaler(model: str, scale: str | None, outscale: float | None, device: str, precision: str,
+                   tile: int | None, tile_overlap: int, batch_size: int | None):  # noqa: ANN202
+    from .engine import Upscaler
+
+    return Upscaler(model, scale=int(scale) if scale else None, device=device, precision=precision,  # type: ignore[arg-type]
+                    tile=tile, tile_overlap=tile_overlap, outscale=outscale, batch_size=batch_size)
+
+
+def default_output(src: Path, outscale: float) -> Path:
+    factor = f"{outscale:g}"
+    return src.with_name(f"{src.stem}_x{factor}{src.suffix}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="upscaler")
+def main() -> None:
+    """Upscale video and images 2x/4x with super-resolution networks."""
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "dst", type=click.Path(path_type=Path), default=None,
+              help="Output file (default: IN_x4.EXT); the container follows its extension.")
+@model_options
+@encode_options
+@user_errors
+def video(src: Path, dst: Path | None, codec: str, crf: int | None, preset: str | None, pix_fmt: str | None,
+          overwrite: bool, quiet: bool, **model_kw: Any) -> None:
+    """Upscale a video, keeping audio, subtitles, timestamps and colour tags."""
+    from .progress import frame_progress
+    from .video import EncodeOptions
+
+    if not src.exists():
+        raise UpscalerError(f"{src}: no such file")
+    up = _make_upscaler(**model_kw)
+    dst = dst or default_output(src, up.outscale)
+    options = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
+    if not quiet:
+        err_console.print(f"{src} → {dst}  [dim]{up.describe()}[/dim]")
+    with frame_progress(src.name, quiet, err_console) as bar:
+        result = up.upscale_video(src, dst, options=options, overwrite=overwrite, progress=bar.advance,
+                                  on_start=lambda info: bar.start(info.frame_count))
+    if not quiet:
+        err_console.print(f"wrote {dst}: {result.frames} frames in {result.seconds:.1f} s "
+                          f"({result.frames / max(result.seconds, 1e-9):.2f} fps)")
+
+
+@main.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "dst", type=click.Path(path_type=Path), default=None,
+              help="Output file (default: IN_x4.EXT); the format follows its extension.")
+@click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality.")
+@model_options
+@user_errors
+def image(src: Path, dst: Path | None, quality: int | None, overwrite: bool, quiet: bool,
+          **model_kw: Any) -> None:
+    """Upscale one image (alpha, 16-bit and grayscale kept)."""
+    if not src.exists():
+        raise UpscalerError(f"{src}: no such file")
+    up = _make_upscaler(**model_kw)
+    dst = dst or default_output(src, up.outscale)
+    up.upscale_image(src, dst, overwrite=overwrite, quality=quality)
+    if not quiet:
+        err_console.print(f"wrote {dst}")
+
+
+@main.command()
+@click.argument("in_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--suffix", default="", help="Added to each output's stem, e.g. _x4 (default: same names).")
+@model_options
+@encode_options
+@user_errors
+def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str, crf: int | None, preset: str | None,
+          pix_fmt: str | None, overwrite: bool, quiet: bool, **model_kw: Any) -> None:
+    """Upscale every image and video under IN_DIR into OUT_DIR, mirroring the tree.
+
+    Outputs that already exist are skipped, so a rerun resumes; a bad file is reported and the rest go on.
+    """
+    from .batch import print_summary, run_batch
+    from .progress import frame_progress
+    from .video import EncodeOptions
+
+    if not in_dir.is_dir():
+        raise UpscalerError(f"{in_dir}: not a directory")
+    up = _make_upscaler(**model_kw)
+    options = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
+
+    def process_image(src: Path, dst: Path) -> None:
+        up.upscale_image(src, dst, overwrite=overwrite)
+
+    def process_video(src: Path, dst: Path) -> None:
+        with frame_progress(src.name, quiet, err_console) as bar:
+            up.upscale_video(src, dst, options=options, overwrite=overwrite, progress=bar.advance,
+                             on_start=lambda info: bar.start(info.frame_count))
+
+    def on_file(index: int, total: int, path: Path) -> None:
+        if not quiet:
+            err_console.print(f"[{index + 1}/{total}] {path}")
+
+    report = run_batch(in_dir, out_dir, process_image=process_image, process_video=process_video,
+                       output_name=lambda p: p.with_name(f"{p.stem}{suffix}{p.suffix}"),
+                       overwrite=overwrite, on_file=on_file)
+    if not quiet:
+        print_summary(report, err_console)
+    if report.failed_count:
+        _fail(f"{report.failed_count} file(s) failed (see the table above)")
+
+
+@main.command()
+def models() -> None:
+    """List the shipped models and the known ones fetched on first use."""
+    from rich.table import Table
+
+    from . import zoo
+
+    table = Table(title="Models (use with --model NAME, or give any .safetensors/.pth file)")
+    for column in ("name", "scale", "arch", "where", "description"):
+        table.add_column(column)
+    for entry in zoo.SHIPPED:
+        table.add_row(entry.name, f"x{entry.scale}", entry.arch, "shipped", entry.description)
+    for entry in zoo.DOWNLOADABLE:
+        cached = (zoo.cache_dir() / entry.url.rsplit("/", 1)[-1]).exists() if entry.url else False
+        table.add_row(entry.name, f"x{entry.scale}", entry.arch, "cached" if cached else "download",
+                      entry.description)
+    Console().print(table)
+    Console().print("Loadable architectures: RRDBNet (ESRGAN / Real-ESRGAN, incl. old ESRGAN keys), "
+                    "SRVGGNetCompact, SRResNet / MSRResNet (SRGAN).")
+
+
+def _add_train() -> None:
+    from train.cli import train_command
+
+    main.add_command(train_command)
+
+
+_add_train()

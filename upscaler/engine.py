@@ -1,0 +1,194 @@
+"""The ``Upscaler``: a loaded network on a device, run in tiles, on tensors, arrays, image files and videos."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+
+from . import zoo
+from .errors import ModelLoadError, UpscalerError
+from .model_loading import LoadedModel, load_model
+from .resize import bicubic_resize
+from .tiling import upscale_tiled
+
+if TYPE_CHECKING:
+    from .video import EncodeOptions
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+# On CPU, tiles of this many input pixels a side ran fastest per pixel for the compact x4 model
+# (bigger tiles spill the caches); see `upscale bench`.
+CPU_TILE = 256
+MIN_TILE = 32
+
+
+class Upscaler:
+    """Upscale images, frames and videos with a super-resolution network.
+
+    >>> up = Upscaler()                       # shipped compact x4 model, CPU or CUDA picked automatically
+    >>> up.upscale_video("in.mp4", "in_x4.mp4")
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | LoadedModel | None = "default",
+        *,
+        scale: int | None = None,
+        device: str = "auto",
+        precision: Precision = "auto",
+        tile: int | None = None,
+        tile_overlap: int = 32,
+        outscale: float | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.loaded = model if isinstance(model, LoadedModel) else load_model(zoo.resolve(model, scale))
+        if scale is not None and model not in (None, "default") and scale != self.loaded.scale:
+            raise ModelLoadError(f"{self.loaded.source}: is a x{self.loaded.scale} model, not x{scale} "
+                                 "(use --outscale to resize its output)")
+        if self.loaded.in_channels != 3 or self.loaded.out_channels != 3:
+            raise ModelLoadError(f"{self.loaded.source}: {self.loaded.in_channels}->{self.loaded.out_channels} "
+                                 "channel models are not supported (RGB models only)")
+        self.device = _pick_device(device)
+        self.dtype = _pick_dtype(precision, self.device)
+        self.scale = self.loaded.scale
+        self.outscale = float(outscale) if outscale else float(self.scale)
+        if self.outscale <= 0:
+            raise UpscalerError(f"outscale must be positive, got {outscale}")
+        self.tile_overlap = tile_overlap
+        self.tile = self._auto_tile() if tile is None else tile
+        self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
+        self.net = self.loaded.module.to(self.device, self.dtype).eval()
+        if self.device.type == "cuda":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # RRDB x1/x2 fold pixels into channels (pixel-unshuffle), so their input must divide by 4 / 2.
+        self._multiple = {1: 4, 2: 2}.get(self.scale, 1) if self.loaded.arch == "rrdb" else 1
+
+    # -- tensors -------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def upscale_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,3,H,W) float in [0,1] → (N,3,H',W') float32 in [0,1] on the model's device, H' = round(H*outscale)."""
+        x = x.to(self.device, non_blocking=True)
+        h, w = x.shape[-2:]
+        while True:
+            try:
+                out = upscale_tiled(self._run_tile, x, self.scale, self.tile, self.tile_overlap)
+                break
+            except torch.OutOfMemoryError:
+                # Retry the frame with smaller tiles rather than fail: free memory varies during a run.
+                if self.device.type != "cuda":
+                    raise
+                torch.cuda.empty_cache()
+                current = self.tile if self.tile > 0 else max(h, w)
+                if current <= MIN_TILE:
+                    raise UpscalerError("out of GPU memory even with the smallest tile") from None
+                self.tile = max(MIN_TILE, current // 2)
+        target = (round(h * self.outscale), round(w * self.outscale))
+        if target != tuple(out.shape[-2:]):
+            out = bicubic_resize(out, target)
+        return out.clamp_(0, 1)
+
+    def _run_tile(self, tile: torch.Tensor) -> torch.Tensor:
+        h, w = tile.shape[-2:]
+        m = self._multiple
+        pad_h, pad_w = (-h) % m, (-w) % m
+        inp = tile.to(self.dtype)
+        if pad_h or pad_w:
+            inp = torch.nn.functional.pad(inp, (0, pad_w, 0, pad_h), mode="replicate")
+        if self.device.type == "cuda":
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        out = self.net(inp)
+        if self.dtype != torch.float32 and not torch.isfinite(out).all():
+            # fp16 overflow gives inf/NaN (black or white blotches); redo this tile in fp32.
+            out = self.net.float()(inp.float())
+            self.net.to(self.dtype)
+        return out[..., : h * self.scale, : w * self.scale]
+
+    # -- arrays --------------------------------------------------------------------------------------------
+
+    def upscale_array(self, frames: np.ndarray) -> np.ndarray:
+        """RGB uint8/uint16 frames, (H,W,3) or (N,H,W,3) → upscaled, same dtype and rank."""
+        single = frames.ndim == 3
+        batch = frames[None] if single else frames
+        if batch.ndim != 4 or batch.shape[-1] != 3:
+            raise UpscalerError(f"expected RGB frames (N,H,W,3), got shape {frames.shape}")
+        peak = _peak(batch.dtype)
+        outs = []
+        for i in range(0, len(batch), self.batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i : i + self.batch_size]))
+            x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(peak)
+            y = self.upscale_tensor(x)
+            y = y.mul_(peak).round_().permute(0, 2, 3, 1)
+            outs.append(y.to(torch.int32 if peak > 255 else torch.uint8).cpu().numpy().astype(batch.dtype))
+        out = np.concatenate(outs)
+        return out[0] if single else out
+
+    # -- files ---------------------------------------------------------------------------------------------
+
+    def upscale_image(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                      overwrite: bool = False, quality: int | None = None) -> Path:
+        from .image_upscale import upscale_image_file
+
+        upscale_image_file(Path(src), Path(dst), self.upscale_array, overwrite=overwrite, quality=quality)
+        return Path(dst)
+
+    def upscale_video(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                      options: EncodeOptions | None = None, overwrite: bool = False,
+                      progress: Callable[[int], None] | None = None,
+                      on_start: Callable[..., None] | None = None):  # noqa: ANN201 - VideoResult
+        from .video import EncodeOptions, upscale_video
+
+        return upscale_video(Path(src), Path(dst), self.upscale_array, options=options or EncodeOptions(),
+                             batch_size=self.batch_size, overwrite=overwrite, progress=progress,
+                             on_start=on_start)
+
+    # -- sizing --------------------------------------------------------------------------------------------
+
+    def _auto_tile(self) -> int:
+        if self.device.type != "cuda":
+            return CPU_TILE
+        free, _ = torch.cuda.mem_get_info(self.device)
+        # Peak activation memory per input pixel: a handful of feature maps live at once, plus the output.
+        feat = int(self.loaded.params.get("num_feat", 64))
+        elem = torch.finfo(self.dtype).bits // 8
+        per_pixel = elem * (feat * 8 + 3 * self.scale**2 * 4) * 4  # ×4 frames in a batch
+        side = int(math.sqrt(free * 0.5 / per_pixel))
+        return max(MIN_TILE, min(side // 8 * 8, 2048))
+
+    def describe(self) -> str:
+        return (f"{self.loaded.arch} x{self.scale} ({Path(self.loaded.source).name}) on {self.device}"
+                f" {str(self.dtype).removeprefix('torch.')}, tile {self.tile or 'off'}")
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UpscalerError("--device cuda: no CUDA device is available (use --device cpu)")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise UpscalerError(f"unknown device {device!r} (auto, cpu, cuda, cuda:N)") from exc
+
+
+def _pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in dtypes:
+        raise UpscalerError(f"unknown precision {precision!r} (auto, fp32, fp16, bf16)")
+    return dtypes[precision]
+
+
+def _peak(dtype: np.dtype) -> float:
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    raise UpscalerError(f"unsupported pixel type {dtype} (8- or 16-bit integers)")

@@ -1,0 +1,97 @@
+"""Model names the CLI knows: the weights we ship (offline) and well-known files fetched on first use."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    scale: int
+    arch: str
+    description: str
+    file: str | None = None  # shipped: a file in the ``upscaler.weights`` package
+    url: str | None = None  # downloadable: fetched once into the cache folder
+
+
+SHIPPED = (
+    ModelEntry("compact-x4", 4, "srvgg", "Compact SRVGG x4 (64 feat, 16 conv), L1-trained by `upscale train`; "
+               "default", file="srvgg-x4.safetensors"),
+    ModelEntry("compact-x2", 2, "srvgg", "Compact SRVGG x2 (64 feat, 16 conv), L1-trained by `upscale train`",
+               file="srvgg-x2.safetensors"),
+)
+
+_RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
+DOWNLOADABLE = (
+    ModelEntry("RealESRGAN_x4plus", 4, "rrdb", "Real-ESRGAN RRDB x4, general photos",
+               url=f"{_RELEASES}/v0.1.0/RealESRGAN_x4plus.pth"),
+    ModelEntry("RealESRGAN_x2plus", 2, "rrdb", "Real-ESRGAN RRDB x2, general photos",
+               url=f"{_RELEASES}/v0.2.1/RealESRGAN_x2plus.pth"),
+    ModelEntry("RealESRGAN_x4plus_anime_6B", 4, "rrdb", "Real-ESRGAN RRDB x4 (6 blocks), anime",
+               url=f"{_RELEASES}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth"),
+    ModelEntry("realesr-animevideov3", 4, "srvgg", "Real-ESRGAN compact x4, anime video",
+               url=f"{_RELEASES}/v0.2.5.0/realesr-animevideov3.pth"),
+    ModelEntry("realesr-general-x4v3", 4, "srvgg", "Real-ESRGAN compact x4, general",
+               url=f"{_RELEASES}/v0.2.5.0/realesr-general-x4v3.pth"),
+)
+
+DEFAULT_BY_SCALE = {4: "compact-x4", 2: "compact-x2"}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("UPSCALER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "upscaler")
+    return Path(base)
+
+
+def find_entry(name: str) -> ModelEntry | None:
+    return next((e for e in (*SHIPPED, *DOWNLOADABLE) if e.name == name), None)
+
+
+def shipped_path(entry: ModelEntry) -> Path:
+    assert entry.file is not None
+    return Path(str(resources.files("upscaler.weights").joinpath(entry.file)))
+
+
+def resolve(model: str | os.PathLike[str] | None, scale: int | None = None) -> Path:
+    """A path to weights for a file path, a known model name, or ``None``/"default" (shipped, by scale)."""
+    if model is None or str(model) == "default":
+        name = DEFAULT_BY_SCALE.get(scale or 4)
+        if name is None:
+            raise ModelLoadError(f"no shipped model for scale {scale} (shipped: x2, x4; use --outscale)")
+        model = name
+    entry = find_entry(str(model))
+    if entry is None:
+        path = Path(model)
+        if not path.exists():
+            known = ", ".join(e.name for e in (*SHIPPED, *DOWNLOADABLE))
+            raise ModelLoadError(f"{model}: no such file or known model name (known: {known})")
+        return path
+    if entry.file:
+        path = shipped_path(entry)
+        if not path.exists():
+            raise ModelLoadError(f"{entry.name}: shipped weights missing at {path} (broken install?)")
+        return path
+    return _download(entry)
+
+
+def _download(entry: ModelEntry) -> Path:
+    assert entry.url is not None
+    path = cache_dir() / entry.url.rsplit("/", 1)[-1]
+    if path.exists():
+        return path
+    import torch.hub
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # download_url_to_file writes to a temporary file and renames it, so a failed fetch leaves nothing.
+        torch.hub.download_url_to_file(entry.url, str(path), progress=True)
+    except Exception as exc:  # network errors come in many types; the user needs one line
+        raise ModelLoadError(f"{entry.name}: download from {entry.url} failed ({exc})") from exc
+    return path
