@@ -56,7 +56,11 @@ def find_entry(name: str) -> ModelEntry | None:
 
 def shipped_path(entry: ModelEntry) -> Path:
     assert entry.file is not None
-    return Path(str(resources.files("upscaler.weights").joinpath(entry.file)))
+    try:
+        return Path(str(resources.files("upscaler.weights").joinpath(entry.file)))
+    except ModuleNotFoundError:
+        # Running from a source checkout that was not installed: the weights sit at the repo's top.
+        return Path(__file__).resolve().parents[1] / "weights" / entry.file
 
 
 def resolve(model: str | os.PathLike[str] | None, scale: int | None = None) -> Path:

@@ -1,0 +1,24 @@
+"""Shared fixtures. Data comes from ../shared (or $UPSCALER_SHARED); tests that need it skip without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("UPSCALER_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under shared/, or a skip of the calling test when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+@pytest.fixture
+def shared() -> Path:
+    return shared_path()
