@@ -1,0 +1,227 @@
+"""Load super-resolution weights from ``.safetensors``/``.pth`` files (or a state dict) into a ready network,
+and save our own networks as ``.safetensors`` with the metadata needed to rebuild them.
+
+Pickled files are read with ``weights_only=True`` only: a file needing arbitrary code to unpickle is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .archs import Architecture, ArchParamsError, by_name, detect_architecture, params_of, unwrap_module
+from .errors import ModelLoadError, UpscalerError
+from .fileio import atomic_output
+
+PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+# Containers that training code wraps state dicts in; the EMA weights are the ones meant for inference.
+_WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model")
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel, torch.compile
+_RESERVED_METADATA = ("arch", "scale", "params")
+
+
+@dataclass
+class LoadedModel:
+    module: nn.Module
+    arch: str
+    scale: int
+    in_channels: int
+    out_channels: int
+    params: dict[str, Any]
+    metadata: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    def describe(self) -> str:
+        """One line for logs, e.g. ``RRDBNet ×4 (num_feat=64, num_block=23, …)``."""
+        args = ", ".join(f"{k}={v}" for k, v in self.params.items() if k not in ("num_in_ch", "num_out_ch"))
+        return f"{self.arch} ×{self.scale} ({args})"
+
+
+def load_model(source: str | os.PathLike[str] | Mapping[str, Any]) -> LoadedModel:
+    """Build the network a weights file (or in-memory state dict) describes: eval mode, frozen, CPU, fp32.
+
+    Raises ModelLoadError (one-line message) when the file is missing or unreadable, needs unsafe unpickling,
+    or holds an architecture we do not know.
+    """
+    if isinstance(source, Mapping):
+        name, raw, metadata = "<state dict>", source, {}
+    else:
+        name = os.fspath(source)
+        raw, metadata = _read_file(Path(name), name)
+    state = _find_state_dict(raw, name)
+    arch, params, state = _identify(state, metadata, name)
+    module = _instantiate(arch, params, state, name)
+    return LoadedModel(
+        module=module,
+        arch=arch.name,
+        scale=int(module.scale),
+        in_channels=int(module.num_in_ch),
+        out_channels=int(module.num_out_ch),
+        params=params,
+        metadata=metadata,
+        source=name,
+    )
+
+
+def save_model(
+    module: nn.Module, path: str | os.PathLike[str], extra_metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``module``'s weights to a ``.safetensors`` file with ``arch``, ``scale`` and ``params`` (JSON)
+    metadata, so :func:`load_model` rebuilds it without guessing. The file appears atomically."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise UpscalerError(f"{path}: weights are saved as .safetensors; use that extension")
+    arch, params = params_of(module)
+    net = unwrap_module(module)
+    metadata = {"arch": arch, "scale": str(net.scale), "params": json.dumps(params, sort_keys=True)}
+    for key, value in (extra_metadata or {}).items():
+        if key in _RESERVED_METADATA:
+            raise ValueError(f"metadata key {key!r} is reserved")
+        if not isinstance(value, str):
+            raise TypeError(f"metadata {key!r} must be a str, not {type(value).__name__}")
+        metadata[key] = value
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    with atomic_output(path) as tmp:
+        save_file(state, os.fspath(tmp), metadata=metadata)
+
+
+def _read_file(path: Path, name: str) -> tuple[Mapping[str, Any], dict[str, str]]:
+    if not path.exists():
+        raise ModelLoadError(f"{name}: no such file")
+    if path.is_dir():
+        raise ModelLoadError(f"{name}: is a directory, not a weights file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            return _read_safetensors(path, name)
+        if suffix in PICKLE_SUFFIXES:
+            return _read_pickle(path, name), {}
+    except OSError as exc:
+        raise ModelLoadError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+    raise ModelLoadError(
+        f"{name}: unsupported file type {suffix or '(none)'!r} (expected .safetensors or .pth)"
+    )
+
+
+def _read_safetensors(path: Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except SafetensorError as exc:
+        raise ModelLoadError(f"{name}: not a valid .safetensors file ({_first_line(exc)})") from exc
+
+
+def _read_pickle(path: Path, name: str) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about TorchScript archives before failing on them
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        if "TorchScript" in text:
+            raise ModelLoadError(
+                f"{name}: TorchScript archives are not supported; save a state dict"
+            ) from exc
+        if "Weights only load failed" in text:
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            what = f" ({found[1]})" if found else ""
+            raise ModelLoadError(
+                f"{name}: contains pickled Python objects{what} that would run arbitrary code to load; "
+                "refusing (re-save it as a plain state dict or .safetensors)"
+            ) from exc
+        raise ModelLoadError(f"{name}: not a PyTorch weights file, or it is corrupt or truncated") from exc
+
+
+def _find_state_dict(raw: Any, name: str) -> dict[str, torch.Tensor]:
+    if not isinstance(raw, Mapping):
+        raise ModelLoadError(f"{name}: holds a {type(raw).__name__}, not a state dict")
+    for _ in range(4):  # wrappers can nest, e.g. {"model": {"state_dict": ...}}
+        inner = next((raw[k] for k in _WRAPPER_KEYS if isinstance(raw.get(k), Mapping) and raw[k]), None)
+        if inner is None:
+            break
+        raw = inner
+    state = {str(k): v for k, v in raw.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise ModelLoadError(f"{name}: no tensors found (top-level keys: {_key_list(raw.keys())})")
+    for prefix in _PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _identify(
+    state: dict[str, torch.Tensor], metadata: dict[str, str], name: str
+) -> tuple[Architecture, dict[str, Any], Mapping[str, torch.Tensor]]:
+    if "arch" in metadata and "params" in metadata:
+        # Written by save_model: trust it, which also covers what shapes cannot tell (e.g. ReLU vs LeakyReLU).
+        arch = by_name(metadata["arch"])
+        if arch is None:
+            raise ModelLoadError(f"{name}: unknown architecture {metadata['arch']!r} in file metadata")
+        try:
+            params = json.loads(metadata["params"])
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(f"{name}: invalid 'params' metadata ({exc.msg})") from exc
+        if not isinstance(params, dict):
+            raise ModelLoadError(f"{name}: invalid 'params' metadata (not a JSON object)")
+        return arch, params, arch.convert_keys(state)
+    found = detect_architecture(state)
+    if found is None:
+        raise ModelLoadError(f"{name}: unknown architecture (keys: {_key_list(state)}, {len(state)} tensors)")
+    arch, converted = found
+    try:
+        return arch, arch.read_params(converted), converted
+    except ArchParamsError as exc:
+        raise ModelLoadError(f"{name}: looks like {arch.name}, but {exc}") from exc
+
+
+def _instantiate(
+    arch: Architecture, params: dict[str, Any], state: Mapping[str, torch.Tensor], name: str
+) -> nn.Module:
+    try:
+        module = arch.build(params)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{name}: invalid {arch.name} parameters {params} ({_first_line(exc)})") from exc
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        mismatches = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+        detail = mismatches[0] if mismatches else _first_line(exc)
+        more = f" (+{len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+        raise ModelLoadError(f"{name}: weights do not fit {arch.name}: {detail}{more}") from exc
+    # BatchNorm's step counter is irrelevant at inference and often absent from exported weights.
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    parts = []
+    if missing:
+        parts.append(f"missing {_key_list(missing)}")
+    if result.unexpected_keys:
+        parts.append(f"unexpected {_key_list(result.unexpected_keys)}")
+    if parts:
+        raise ModelLoadError(f"{name}: weights do not fit {arch.name}: " + "; ".join(parts))
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def _key_list(keys: Any, limit: int = 3) -> str:
+    keys = list(keys)
+    shown = ", ".join(str(k) for k in keys[:limit])
+    return shown + (", …" if len(keys) > limit else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
