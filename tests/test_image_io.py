@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -15,14 +14,12 @@ from upscaler.errors import MediaError
 from upscaler.image_io import IMAGE_EXTENSIONS, Image, read_image, write_image
 from upscaler.image_upscale import upscale_image_array, upscale_image_file
 
-SHARED = Path(os.environ.get("UPSCALER_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
-BENCH = SHARED / "images" / "bench"
 
-
-def bench_image(name: str) -> Path:
-    path = BENCH / name
+def bench_image(shared: Path, name: str) -> Path:
+    """A benchmark image from shared/ (the ``shared`` fixture skips the test when shared/ is absent)."""
+    path = shared / "images" / "bench" / name
     if not path.is_file():
-        pytest.skip(f"shared data not available ({path})")
+        pytest.skip(f"shared data not available: {path}")
     return path
 
 
@@ -65,8 +62,8 @@ def leftovers(folder: Path) -> list[str]:
 # ------------------------------------------------------------------------------------ real images
 
 
-def test_real_color_png_upscaled_x2(tmp_path: Path) -> None:
-    src = bench_image("Set5/baby.png")
+def test_real_color_png_upscaled_x2(tmp_path: Path, shared: Path) -> None:
+    src = bench_image(shared, "Set5/baby.png")
     result = upscale_image_file(src, tmp_path / "baby_x2.png", nearest2)
     assert result.in_size == (512, 512) and result.out_size == (1024, 1024) and result.notes == []
     out = read_image(tmp_path / "baby_x2.png")
@@ -74,8 +71,8 @@ def test_real_color_png_upscaled_x2(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out.rgb, nearest2(read_image(src).rgb[None])[0])
 
 
-def test_real_image_x4_to_jpeg(tmp_path: Path) -> None:
-    src = bench_image("Set5/bird.png")
+def test_real_image_x4_to_jpeg(tmp_path: Path, shared: Path) -> None:
+    src = bench_image(shared, "Set5/bird.png")
     image = read_image(src)
     upscale_image_file(src, tmp_path / "bird.jpg", cubic4, quality=90)
     out = read_image(tmp_path / "bird.jpg")
@@ -84,8 +81,8 @@ def test_real_image_x4_to_jpeg(tmp_path: Path) -> None:
     assert cv2.PSNR(out.rgb.astype(np.float64), expected) > 35
 
 
-def test_real_gray_png_stays_single_channel(tmp_path: Path) -> None:
-    src = bench_image("Set14/bridge.png")
+def test_real_gray_png_stays_single_channel(tmp_path: Path, shared: Path) -> None:
+    src = bench_image(shared, "Set14/bridge.png")
     image = read_image(src)
     assert image.gray and image.rgb.shape[2] == 3
     upscale_image_file(src, tmp_path / "bridge.png", nearest2)

@@ -1,0 +1,227 @@
+"""Upscale every image and video under a folder into a mirrored folder, resumably.
+
+Outputs are written atomically, so an output under its final name is complete: a rerun skips it
+and so resumes where a killed run stopped. One bad file is recorded and the batch goes on;
+Ctrl-C stops the batch.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .errors import MediaError
+from .image_io import IMAGE_EXTENSIONS
+
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv",
+     ".flv", ".3gp", ".ogv"}
+)
+
+Kind = Literal["image", "video"]
+Status = Literal["done", "skipped", "failed"]
+ProcessFn = Callable[[Path, Path], object]
+
+# atomic_output's temp names: ".<stem>.partial-<8 hex><suffix>".
+_PARTIAL = re.compile(r"^\..*\.partial-[0-9a-f]{8}(\.[^.]*)?$")
+_SKIPPED_ROWS_MAX = 20  # beyond this, a resumed batch's skipped files collapse into one row
+
+
+@dataclass(frozen=True)
+class FileResult:
+    src: Path
+    dst: Path
+    kind: Kind
+    status: Status
+    seconds: float = 0.0
+    note: str = ""  # failure reason, or what the output format could not hold
+
+
+@dataclass
+class BatchReport:
+    in_dir: Path
+    out_dir: Path
+    files: list[FileResult] = field(default_factory=list)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def done_count(self) -> int:
+        return self.count("done")
+
+    @property
+    def skipped_count(self) -> int:
+        return self.count("skipped")
+
+    @property
+    def failed_count(self) -> int:
+        return self.count("failed")
+
+    @property
+    def seconds(self) -> float:
+        return sum(f.seconds for f in self.files)
+
+
+def find_media(in_dir: Path, exclude: Path | None = None) -> list[tuple[Path, Kind]]:
+    """Images and videos under ``in_dir`` by extension, sorted; hidden files and folders are left out.
+
+    Hidden names cover our own ``.partial-`` temp files and macOS ``._`` resource forks.
+    ``exclude`` (resolved) is a folder not to descend into: the output folder when it sits inside.
+    """
+    found: list[tuple[Path, Kind]] = []
+    for root, dirs, files in os.walk(in_dir):
+        keep = (d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in keep if exclude is None or Path(root, d).resolve() != exclude)
+        for name in sorted(files):
+            ext = Path(name).suffix.lower()
+            if name.startswith("."):
+                continue
+            if ext in IMAGE_EXTENSIONS:
+                found.append((Path(root, name), "image"))
+            elif ext in VIDEO_EXTENSIONS:
+                found.append((Path(root, name), "video"))
+    return found
+
+
+def run_batch(
+    in_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    process_image: ProcessFn,
+    process_video: ProcessFn,
+    output_name: Callable[[Path], Path],
+    overwrite: bool = False,
+    on_file: Callable[[int, int, Path], None] | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> BatchReport:
+    """Process every media file under ``in_dir`` into ``out_dir``, mirroring the folder tree.
+
+    ``output_name(rel_path)`` maps a path relative to ``in_dir`` to the output's name (only its
+    ``.name`` is used). ``process_image(src, dst)`` / ``process_video(src, dst)`` must write ``dst``
+    atomically and, when ``overwrite`` is set, replace an existing one; their return value may carry
+    notes (a ``str``, or an object with ``notes``). ``on_file(index, total, src)`` is called before each
+    file, index counting from 1; ``on_result`` after each with its outcome.
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        raise MediaError(f"{in_dir}: no such folder" if not in_dir.exists() else f"{in_dir}: not a folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MediaError(f"{out_dir}: exists and is not a folder")
+    in_real, out_real = in_dir.resolve(), out_dir.resolve()
+    if in_real == out_real:
+        raise MediaError(f"{out_dir}: output folder is the input folder (choose another)")
+
+    media = find_media(in_dir, exclude=out_real if out_real.is_relative_to(in_real) else None)
+    inputs = {src.resolve() for src, _ in media}
+    claimed: dict[Path, Path] = {}  # output -> the input that produced it in this run
+    report = BatchReport(in_dir=in_dir, out_dir=out_dir)
+    for index, (src, kind) in enumerate(media, start=1):
+        if on_file is not None:
+            on_file(index, len(media), src)
+        result = _process_one(
+            src, kind, in_dir, out_dir, output_name, process_image if kind == "image" else process_video,
+            overwrite, inputs, claimed,
+        )
+        report.files.append(result)
+        if on_result is not None:
+            on_result(result)
+    return report
+
+
+def _process_one(
+    src: Path,
+    kind: Kind,
+    in_dir: Path,
+    out_dir: Path,
+    output_name: Callable[[Path], Path],
+    process: ProcessFn,
+    overwrite: bool,
+    inputs: set[Path],
+    claimed: dict[Path, Path],
+) -> FileResult:
+    start = time.perf_counter()
+    dst = out_dir / src.relative_to(in_dir)  # placeholder until output_name has run
+    try:
+        rel = src.relative_to(in_dir)
+        dst = out_dir / rel.parent / Path(output_name(rel)).name
+        real_dst = dst.resolve()
+        if real_dst in inputs:
+            raise MediaError(f"{dst}: output would overwrite an input file")
+        if real_dst in claimed:
+            raise MediaError(f"{dst}: same output name as {claimed[real_dst]}")
+        claimed[real_dst] = src
+        _remove_stale_partials(dst)
+        if dst.exists() and not overwrite:
+            return FileResult(src, dst, kind, "skipped", note="already done")
+        returned = process(src, dst)
+        if not dst.exists():
+            raise MediaError(f"{dst}: nothing was written")
+        return FileResult(src, dst, kind, "done", time.perf_counter() - start, _notes(returned))
+    except MediaError as exc:
+        return FileResult(src, dst, kind, "failed", time.perf_counter() - start, _one_line(str(exc)))
+    except Exception as exc:  # a bug or a library failure on one file must not sink the batch
+        reason = _one_line(f"{type(exc).__name__}: {exc}")
+        return FileResult(src, dst, kind, "failed", time.perf_counter() - start, reason)
+
+
+def _remove_stale_partials(dst: Path) -> None:
+    """Temp files a killed run left for this output: the rerun will write it afresh."""
+    if not dst.parent.is_dir():
+        return
+    for leftover in dst.parent.glob(f".{glob.escape(dst.stem)}.partial-*{glob.escape(dst.suffix)}"):
+        if _PARTIAL.match(leftover.name):
+            leftover.unlink(missing_ok=True)
+
+
+def _notes(returned: object) -> str:
+    if isinstance(returned, str):
+        return _one_line(returned)
+    notes = getattr(returned, "notes", None)
+    if isinstance(notes, (list, tuple)):
+        return _one_line("; ".join(str(n) for n in notes))
+    return ""
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def print_summary(report: BatchReport, console: Console) -> None:
+    """A table of what happened to each file, then the totals."""
+    if not report.files:
+        console.print(Text(f"No images or videos found in {report.in_dir}"))
+        return
+    styles = {"done": "green", "skipped": "dim", "failed": "bold red"}
+    collapse = report.skipped_count > _SKIPPED_ROWS_MAX
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("File")
+    table.add_column("Status")
+    table.add_column("Time", justify="right")
+    table.add_column("Note")
+    for f in report.files:
+        if collapse and f.status == "skipped":
+            continue
+        name = f.src.relative_to(report.in_dir).as_posix()
+        seconds = "" if f.status == "skipped" else f"{f.seconds:.1f} s"
+        # Text(), not str: file names and messages may contain [brackets] rich would read as markup.
+        table.add_row(Text(name), Text(f.status, style=styles[f.status]), seconds, Text(f.note))
+    if collapse:
+        rest = Text(f"({report.skipped_count} files)")
+        table.add_row(rest, Text("skipped", style="dim"), "", "already done")
+    console.print(table)
+    totals = Text(f"{report.done_count} done, {report.skipped_count} skipped, ")
+    totals.append(f"{report.failed_count} failed", style="bold red" if report.failed_count else "")
+    totals.append(f" in {report.seconds:.1f} s")
+    console.print(totals)
