@@ -258,6 +258,23 @@ def test_icc_profile_kept(tmp_path: Path, ext: str) -> None:
         assert written.info.get("icc_profile") == icc
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".tif"])
+def test_cmyk_reads_as_rgb_without_alpha(tmp_path: Path, ext: str) -> None:
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:, :, 0] = 255
+    PILImage.fromarray(rgb).convert("CMYK").save(tmp_path / f"c{ext}")
+    image = read_image(tmp_path / f"c{ext}")
+    assert image.alpha is None and not image.gray
+    assert np.abs(image.rgb.astype(int) - rgb).max() <= 8
+
+
+def test_palette_png_with_transparency_has_alpha(tmp_path: Path) -> None:
+    palette = PILImage.fromarray(gradient_rgba()[:, :, :3]).convert("P")
+    palette.save(tmp_path / "p.png", transparency=0)
+    image = read_image(tmp_path / "p.png")
+    assert image.alpha is not None and image.alpha.min() == 0 and image.alpha.max() == 255
+
+
 def test_extension_list_covers_writable_formats(tmp_path: Path) -> None:
     rgb = gradient_rgba()[:, :, :3]
     for ext in sorted(IMAGE_EXTENSIONS):
@@ -349,3 +366,7 @@ def test_bad_quality_and_unwritable_output(tmp_path: Path) -> None:
     with pytest.raises(MediaError) as exc:
         write_image(tmp_path / "blocked" / "out.png", image)
     check_one_line_error(exc, "cannot write")
+    with pytest.raises(MediaError) as exc:
+        write_image(tmp_path / "wide.webp", Image(rgb=np.zeros((1, 16384, 3), np.uint8)))
+    check_one_line_error(exc, "16383", "16384x1")
+    assert leftovers(tmp_path) == []

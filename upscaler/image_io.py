@@ -38,6 +38,7 @@ _CV_EXT = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp"
 _HAS_ALPHA = {"png", "webp", "tiff"}
 _HAS_16BIT = {"png", "tiff"}
 _HAS_ICC = {"png", "jpeg", "webp"}
+_MAX_SIDE = {"webp": 16383, "jpeg": 65535}  # format limits; OpenCV's own error for them is cryptic
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "F"}  # plus every "I;16*" mode
 DEFAULT_QUALITY = 95
 _WHITE = {8: 255, 16: 65535}
@@ -131,6 +132,8 @@ def read_image(path: Path | str) -> Image:
         rgb, alpha, gray = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB), arr[:, :, 3].copy(), header.gray
     else:
         raise MediaError(f"{path}: {arr.shape[2]}-channel images are not supported")
+    if alpha is not None and not header.alpha and np.all(alpha == np.iinfo(alpha.dtype).max):
+        alpha = None  # OpenCV's filler (e.g. CMYK TIFF comes out BGRA), not the file's
     return Image(
         rgb=rgb,
         alpha=alpha,
@@ -146,6 +149,7 @@ class _Header:
     gray: bool = False
     orientation: int = 1
     icc_profile: bytes | None = None
+    alpha: bool = True  # unknown counts as "may have alpha"
 
 
 def _read_header(path: Path) -> _Header:
@@ -162,6 +166,7 @@ def _read_header(path: Path) -> _Header:
                     format=(im.format or "").lower(),
                     gray=im.mode in _GRAY_MODES or im.mode.startswith("I;16"),
                     icc_profile=im.info.get("icc_profile") or None,
+                    alpha="A" in im.mode or "a" in im.mode or "transparency" in im.info,
                 )
                 # PNG's getexif() decodes the whole image when there is no eXIf before IDAT: skip it.
                 if im.format != "PNG" or "exif" in im.info:
@@ -237,6 +242,12 @@ def write_image(path: Path | str, image: Image, quality: int | None = None) -> l
     fmt = image_format(path)
     if quality is not None and not 1 <= quality <= 100:
         raise MediaError(f"{path}: quality must be between 1 and 100, got {quality}")
+    limit = _MAX_SIDE.get(fmt)
+    if limit is not None and max(image.width, image.height) > limit:
+        raise MediaError(
+            f"{path}: {fmt.upper()} allows at most {limit} pixels a side, this image is "
+            f"{image.width}x{image.height} (use PNG or TIFF)"
+        )
     notes: list[str] = []
     rgb, alpha = image.rgb, image.alpha
     full = _WHITE[image.bit_depth]
