@@ -61,14 +61,14 @@ def load_model(source: str | os.PathLike[str] | Mapping[str, Any]) -> LoadedMode
         raw, metadata = _read_file(Path(name), name)
     state = _find_state_dict(raw, name)
     arch, params, state = _identify(state, metadata, name)
-    module = _instantiate(arch, params, state, name)
+    module = _instantiate(arch, params, state, name, copy=isinstance(source, Mapping))
     return LoadedModel(
         module=module,
         arch=arch.name,
         scale=int(module.scale),
         in_channels=int(module.num_in_ch),
         out_channels=int(module.num_out_ch),
-        params=params,
+        params=dict(module.hyperparams),
         metadata=metadata,
         source=name,
     )
@@ -188,25 +188,33 @@ def _identify(
 
 
 def _instantiate(
-    arch: Architecture, params: dict[str, Any], state: Mapping[str, torch.Tensor], name: str
+    arch: Architecture, params: dict[str, Any], state: Mapping[str, torch.Tensor], name: str, copy: bool
 ) -> nn.Module:
     try:
-        module = arch.build(params)
+        # Built on the meta device: allocating and initialising weights that are replaced at once costs
+        # seconds for a full-size RRDBNet.
+        with torch.device("meta"):
+            module = arch.build(params)
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"{name}: invalid {arch.name} parameters {params} ({_first_line(exc)})") from exc
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    # Copy tensors handed in by the caller, so the loaded network never aliases (say) a model being trained.
+    state = {
+        k: v.to(torch.float32 if v.is_floating_point() else v.dtype, copy=copy) for k, v in state.items()
+    }
+    for key, value in module.state_dict().items():
+        # BatchNorm's step counter is irrelevant at inference and often absent from exported weights.
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value, device="cpu")
     try:
-        result = module.load_state_dict(state, strict=False)
+        result = module.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as exc:
         mismatches = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
         detail = mismatches[0] if mismatches else _first_line(exc)
         more = f" (+{len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
         raise ModelLoadError(f"{name}: weights do not fit {arch.name}: {detail}{more}") from exc
-    # BatchNorm's step counter is irrelevant at inference and often absent from exported weights.
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     parts = []
-    if missing:
-        parts.append(f"missing {_key_list(missing)}")
+    if result.missing_keys:
+        parts.append(f"missing {_key_list(result.missing_keys)}")
     if result.unexpected_keys:
         parts.append(f"unexpected {_key_list(result.unexpected_keys)}")
     if parts:

@@ -37,16 +37,17 @@ class Architecture:
         return self.module_type(**params)
 
 
-RRDB = Architecture("RRDBNet", RRDBNet, rrdb.detect, rrdb.read_params, rrdb.convert_keys)
-SRVGG = Architecture("SRVGGNetCompact", SRVGGNetCompact, srvgg.detect, srvgg.read_params)
-SRRESNET = Architecture("SRResNet", SRResNet, srresnet.detect_srresnet, srresnet.read_srresnet_params)
-MSRRESNET = Architecture("MSRResNet", MSRResNet, srresnet.detect_msrresnet, srresnet.read_msrresnet_params)
+RRDB = Architecture("rrdb", RRDBNet, rrdb.detect, rrdb.read_params, rrdb.convert_keys)
+SRVGG = Architecture("srvgg", SRVGGNetCompact, srvgg.detect, srvgg.read_params)
+SRRESNET = Architecture("srresnet", SRResNet, srresnet.detect_srresnet, srresnet.read_srresnet_params)
+MSRRESNET = Architecture("msrresnet", MSRResNet, srresnet.detect_msrresnet, srresnet.read_msrresnet_params)
 
 ARCHITECTURES: list[Architecture] = [RRDB, SRVGG, SRRESNET, MSRRESNET]
 
 
 def by_name(name: str) -> Architecture | None:
-    return next((arch for arch in ARCHITECTURES if arch.name == name), None)
+    """Look up by short name ("rrdb") or network class name ("RRDBNet")."""
+    return next((arch for arch in ARCHITECTURES if name in (arch.name, arch.module_type.__name__)), None)
 
 
 def detect_architecture(state: StateDict) -> tuple[Architecture, StateDict] | None:

@@ -53,7 +53,8 @@ def scaled_kaiming_init_(modules: Iterable[nn.Module], scale: float = 0.1) -> No
     identity, which deep residual SR networks need to train stably from scratch."""
     for module in modules:
         for m in module.modules():
-            if isinstance(m, nn.Conv2d):
+            # Meta tensors (networks built only to receive loaded weights) have nothing to initialise.
+            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
                 nn.init.kaiming_normal_(m.weight)
                 m.weight.mul_(scale)
                 if m.bias is not None:
