@@ -1,0 +1,16 @@
+"""In-process video upscaling with PyAV: decode -> RGB batches -> model -> encode; other streams remuxed."""
+
+from .options import EncodeOptions
+from .pipeline import FrameFn, VideoResult, VideoWarning, upscale_video
+from .probe import StreamInfo, VideoInfo, probe_video
+
+__all__ = [
+    "EncodeOptions",
+    "FrameFn",
+    "StreamInfo",
+    "VideoInfo",
+    "VideoResult",
+    "VideoWarning",
+    "probe_video",
+    "upscale_video",
+]

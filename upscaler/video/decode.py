@@ -1,0 +1,163 @@
+"""Demux an input once: video frames become RGB batches, other streams' packets ride along for the muxer."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import av.container
+import av.video.stream
+import numpy as np
+from av.sidedata.sidedata import Type as SideDataType
+from av.video.reformatter import ColorRange
+
+from ..errors import MediaError
+from .colour import DECODE_INTERPOLATION, ColourTags
+from .probe import VideoInfo, _reason
+
+# A run of audio/subtitle packets with no video frame in between is sent on in chunks of this size,
+# so a long audio tail (or a file whose video ends early) never piles up in memory.
+_MAX_SIDE_ITEMS = 256
+
+
+@dataclass
+class SideItem:
+    """Something for a non-video output stream: a packet to copy, or a decoded audio frame to re-encode."""
+
+    stream_index: int  # input stream index
+    packet: av.Packet | None = None
+    frame: av.AudioFrame | None = None
+
+
+@dataclass
+class Batch:
+    """Up to ``batch_size`` consecutive video frames (RGB, N×H×W×3) and what was demuxed alongside them."""
+
+    frames: np.ndarray | None
+    pts: list[int] = field(default_factory=list)  # per frame, in the input stream's time base
+    side: list[SideItem] = field(default_factory=list)
+    # Set on the first batch with frames: what the encoder must tag and how the player must rotate.
+    tags: ColourTags | None = None
+    display_matrix: list[int] | None = None
+
+
+class Decoder:
+    """Reads one input container; ``batches()`` is meant to run in its own thread."""
+
+    def __init__(self, path: Path, container: av.container.InputContainer,
+                 stream: av.video.stream.VideoStream, info: VideoInfo,
+                 copy: set[int], transcode: set[int]) -> None:
+        self.path = path
+        self.container = container
+        self.stream = stream
+        self.info = info
+        self.copy = copy
+        self.transcode = transcode
+        self.frames_decoded = 0
+        self.display_matrix: list[int] | None = None
+        # Deep inputs keep their precision all the way to the model.
+        self.dtype = np.uint16 if info.bit_depth > 8 else np.uint8
+        self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+        self._tags_cache: dict[tuple[int, int, int, int], ColourTags] = {}
+        fps = info.fps or 25
+        # Fallback spacing for frames without a timestamp: one nominal frame, in time-base units.
+        self._step = max(1, round(1 / (fps * info.time_base))) if info.time_base else 1
+        self._last_pts: int | None = None
+        self._first_tags: ColourTags | None = None
+        self._sent_first = False
+        stream.codec_context.thread_type = "AUTO"
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Yield batches until the input ends; raise MediaError on corrupt data or when no frame decodes."""
+        frames: list[np.ndarray] = []
+        pts: list[int] = []
+        side: list[SideItem] = []
+        wanted = [self.stream, *(s for s in self.container.streams if s.index in self.copy | self.transcode)]
+        where = "header"
+        try:
+            for packet in self.container.demux(wanted):
+                index = packet.stream.index
+                if index == self.stream.index:
+                    where = f"frame {self.frames_decoded}"
+                    for frame in packet.decode():
+                        frames.append(self._to_rgb(frame))
+                        pts.append(self._timestamp(frame))
+                        self.frames_decoded += 1
+                        if len(frames) == batch_size:
+                            yield self._batch(frames, pts, side)
+                            frames, pts, side = [], [], []
+                elif index in self.transcode:
+                    where = f"audio stream #{index}"
+                    side.extend(SideItem(index, frame=f) for f in packet.decode())
+                elif packet.size and (packet.dts is not None or packet.pts is not None):
+                    side.append(SideItem(index, packet=packet))
+                if not frames and len(side) >= _MAX_SIDE_ITEMS:
+                    yield Batch(None, [], side)
+                    side = []
+        except (av.error.FFmpegError, OSError) as exc:
+            # Many av errors are OSErrors: catch them here, or they would read as "cannot write".
+            raise MediaError(f"{self.path}: corrupt stream at {where} ({_reason(exc)})") from None
+        if self.frames_decoded == 0:
+            raise MediaError(f"{self.path}: no frames decoded")
+        if frames or side:
+            yield self._batch(frames, pts, side) if frames else Batch(None, [], side)
+
+    def _batch(self, frames: list[np.ndarray], pts: list[int], side: list[SideItem]) -> Batch:
+        batch = Batch(np.stack(frames), pts, side)
+        if not self._sent_first:
+            batch.tags, batch.display_matrix = self._first_tags, self.display_matrix
+            self._sent_first = True
+        return batch
+
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        if self.display_matrix is None:
+            self.display_matrix = _display_matrix(frame) or []
+        tags = self._tags(frame)
+        if self._first_tags is None:
+            self._first_tags = tags
+        # Scaling to the first frame's size keeps batches stackable if the stream changes resolution.
+        return frame.to_ndarray(
+            format=self._rgb_format,
+            width=self.info.width,
+            height=self.info.height,
+            src_colorspace=tags.sws_matrix,
+            src_color_range=tags.sws_range,
+            dst_color_range=ColorRange.JPEG,
+            interpolation=DECODE_INTERPOLATION,
+        )
+
+    def _tags(self, frame: av.VideoFrame) -> ColourTags:
+        key = (frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc)
+        tags = self._tags_cache.get(key)
+        if tags is None:
+            tags = self.info.colour.overlay(ColourTags.of(frame)).resolved(
+                self.info.width, self.info.height, frame.format.name
+            )
+            self._tags_cache[key] = tags
+        return tags
+
+    def _timestamp(self, frame: av.VideoFrame) -> int:
+        """The frame's pts; synthesised when missing, nudged when not increasing (encoders refuse that)."""
+        pts = frame.pts
+        if pts is None:
+            pts = 0 if self._last_pts is None else self._last_pts + self._step
+        elif self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        return pts
+
+
+def _display_matrix(frame: av.VideoFrame) -> list[int] | None:
+    """The frame's rotation/flip matrix (9 int32, FFmpeg layout), minus its translation (in input pixels)."""
+    for data in frame.side_data or ():
+        if data.type == SideDataType.DISPLAYMATRIX:
+            raw = bytes(data)
+            if len(raw) == 36:
+                matrix = list(struct.unpack("=9i", raw))
+                matrix[6] = matrix[7] = 0
+                return matrix
+    return None
+

@@ -1,0 +1,190 @@
+"""Encode upscaled RGB batches and mux them with the copied/re-encoded streams; runs in its own thread."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.container
+import av.stream
+import numpy as np
+from av.stream import Disposition
+
+from ..errors import MediaError
+from .colour import ENCODE_INTERPOLATION, RANGE_FULL, SPC_RGB, ColourTags
+from .decode import Batch, SideItem
+from .options import EncoderPlan
+from .probe import VideoInfo, _reason
+from .remux import StreamPlan, add_transcoded_audio, copy_tags
+
+
+class Writer:
+    """Owns the output container. Nothing is opened until the first upscaled batch gives the size."""
+
+    def __init__(self, tmp: Path, dst: Path, plan: EncoderPlan, info: VideoInfo,
+                 source: av.container.InputContainer, streams: StreamPlan) -> None:
+        self.tmp = tmp
+        self.dst = dst
+        self.plan = plan
+        self.info = info
+        self.source = source
+        self.streams = streams
+        self.output: av.container.OutputContainer | None = None
+        self.video: av.stream.Stream | None = None
+        self.others: dict[int, av.stream.Stream] = {}  # input index -> output stream
+        self.size: tuple[int, int] | None = None  # encoded width, height
+        self.cropped = False
+        self.frames_written = 0
+        self._tags = ColourTags()
+        self._pending: list[SideItem] = []  # side items seen before the output exists
+
+    # -- called from the encoder thread ------------------------------------------------------------
+
+    def write(self, batch: Batch, frames: np.ndarray | None) -> None:
+        if self.output is None:
+            if frames is None:
+                self._pending.extend(batch.side)
+                return
+            self._open(batch, frames)
+            side, self._pending = self._pending + batch.side, []
+        else:
+            side = batch.side
+        try:
+            for item in side:
+                self._mux_side(item)
+            if frames is not None:
+                for image, pts in zip(frames, batch.pts, strict=True):
+                    self._encode(image, pts)
+        except av.error.FFmpegError as exc:
+            where = f"frame {self.frames_written}"
+            raise MediaError(f"{self.dst}: encoding failed at {where} ({_reason(exc)})") from None
+
+    def finish(self) -> None:
+        """Flush every encoder and write the trailer; only after a complete run."""
+        if self.output is None:
+            raise MediaError(f"{self.info.path}: no frames decoded")
+        try:
+            for stream in (self.video, *self.others.values()):
+                cc = stream.codec_context if stream is not None else None
+                if cc is not None and cc.is_encoder:
+                    for packet in stream.encode(None):
+                        self.output.mux(packet)
+            output, self.output = self.output, None
+            output.close()
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{self.dst}: cannot finish the file ({_reason(exc)})") from None
+
+    def abort(self) -> None:
+        """Close whatever is open after a failure; the caller deletes the file."""
+        output, self.output = self.output, None
+        if output is not None:
+            try:
+                output.close()
+            except Exception:  # noqa: S110 - the file is discarded anyway
+                pass
+
+    # -- setup ---------------------------------------------------------------------------------------
+
+    def _open(self, batch: Batch, frames: np.ndarray) -> None:
+        height, width = frames.shape[1:3]
+        fmt = av.VideoFormat(self.plan.pix_fmt)
+        # 4:2:0 and 4:2:2 need dimensions divisible by the chroma subsampling: crop the last row/column.
+        sub_w = 1 if fmt.chroma_width(2) == 2 else (2 if fmt.chroma_width(4) == 2 else 4)
+        sub_h = 1 if fmt.chroma_height(2) == 2 else (2 if fmt.chroma_height(4) == 2 else 4)
+        enc_w, enc_h = width - width % sub_w, height - height % sub_h
+        if enc_w == 0 or enc_h == 0:
+            raise MediaError(f"{self.dst}: frames of {width}x{height} are too small for {self.plan.pix_fmt}")
+        self.size = (enc_w, enc_h)
+        self.cropped = (enc_w, enc_h) != (width, height)
+        tags = batch.tags or self.info.colour.resolved(self.info.width, self.info.height, self.info.pix_fmt)
+        if fmt.is_rgb:
+            tags = ColourTags(tags.primaries, tags.trc, SPC_RGB, RANGE_FULL)
+        self._tags = tags
+
+        try:
+            output = av.open(str(self.tmp), mode="w", format=self.plan.container,
+                             container_options=self.plan.container_options)
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{self.dst}: cannot create ({_reason(exc)})") from None
+        self.output = output
+        copy_tags({k: v for k, v in self.source.metadata.items()
+                   if k not in ("major_brand", "minor_version", "compatible_brands")}, output.metadata)
+
+        rate = self.info.fps or Fraction(25)
+        video = output.add_stream(self.plan.codec, rate=rate)
+        cc = video.codec_context
+        cc.width, cc.height = enc_w, enc_h
+        cc.pix_fmt = self.plan.pix_fmt
+        # Keep the input's clock: every frame is written with its own input timestamp (VFR stays VFR).
+        cc.time_base = self.info.time_base
+        video.time_base = self.info.time_base
+        if self.info.sample_aspect_ratio:
+            cc.sample_aspect_ratio = self.info.sample_aspect_ratio
+        tags.apply_to(cc)
+        cc.options = dict(self.plan.codec_options)
+        if batch.display_matrix:
+            video.set_display_matrix(batch.display_matrix)
+        copy_tags(self.source.streams[self.info.index].metadata, video.metadata)
+        video.disposition = Disposition.default
+        self.video = video
+
+        for stream in self.source.streams:
+            if stream.index in self.streams.copy:
+                out = output.add_stream_from_template(stream)
+                copy_tags(stream.metadata, out.metadata)
+                out.disposition = stream.disposition
+                self.others[stream.index] = out
+            elif stream.index in self.streams.transcode:
+                encoder = self.streams.transcode[stream.index]
+                self.others[stream.index] = add_transcoded_audio(output, stream, encoder)
+
+        if self.plan.codec == "libsvtav1":
+            os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner on stderr otherwise
+        try:
+            output.start_encoding()
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            hint = " (no usable NVIDIA GPU?)" if self.plan.codec.endswith("_nvenc") else ""
+            raise MediaError(
+                f"{self.plan.codec}: cannot start encoding {enc_w}x{enc_h} {self.plan.pix_fmt}"
+                f" with options {self.plan.codec_options or '{}'} ({_reason(exc)}){hint}"
+            ) from None
+
+    # -- per item ------------------------------------------------------------------------------------
+
+    def _encode(self, image: np.ndarray, pts: int) -> None:
+        assert self.output is not None and self.video is not None and self.size is not None
+        width, height = self.size
+        if self.cropped:
+            image = image[:height, :width]
+        rgb = "rgb48le" if image.dtype == np.uint16 else "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb)
+        tags = self._tags
+        if tags.matrix == SPC_RGB:
+            frame = frame.reformat(format=self.plan.pix_fmt)
+        else:
+            frame = frame.reformat(
+                format=self.plan.pix_fmt,
+                src_colorspace=tags.sws_matrix,
+                dst_colorspace=tags.sws_matrix,
+                src_color_range=av.video.reformatter.ColorRange.JPEG,
+                dst_color_range=tags.sws_range,
+                interpolation=ENCODE_INTERPOLATION,
+            )
+        tags.apply_to(frame)
+        frame.pts = pts
+        frame.time_base = self.info.time_base
+        for packet in self.video.encode(frame):
+            self.output.mux(packet)
+        self.frames_written += 1
+
+    def _mux_side(self, item: SideItem) -> None:
+        assert self.output is not None
+        out = self.others[item.stream_index]
+        if item.packet is not None:
+            item.packet.stream = out
+            self.output.mux(item.packet)
+        elif item.frame is not None:
+            for packet in out.encode(item.frame):
+                self.output.mux(packet)

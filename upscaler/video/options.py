@@ -1,0 +1,168 @@
+"""Encoder choices (codec, quality, preset, pixel format) and the checks that they fit the output file."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import av.codec
+
+from ..errors import MediaError
+from .colour import bit_depth
+
+# Output extension -> FFmpeg muxer. The container follows the extension, nothing else.
+CONTAINERS: dict[str, str] = {
+    ".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm",
+}
+
+# The encoders we know how to drive, in the order we suggest them.
+KNOWN_CODECS = (
+    "libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "prores_ks", "h264_nvenc", "hevc_nvenc",
+)
+
+# codec -> (option name, lowest, highest, our default). Defaults are visually transparent for upscaled
+# output, where the encoder's own (x264 23, x265 28, SVT-AV1 35) would smear the detail we just made.
+_QUALITY: dict[str, tuple[str, int, int, int]] = {
+    "libx264": ("crf", 0, 51, 18),
+    "libx265": ("crf", 0, 51, 18),
+    "libsvtav1": ("crf", 0, 63, 30),
+    "libvpx-vp9": ("crf", 0, 63, 30),
+    "h264_nvenc": ("cq", 0, 51, 19),
+    "hevc_nvenc": ("cq", 0, 51, 21),
+}
+
+# codec -> the private option that ffmpeg's "-preset" word maps to.
+_PRESET_OPTION = {
+    "libx264": "preset",
+    "libx265": "preset",
+    "libsvtav1": "preset",
+    "h264_nvenc": "preset",
+    "hevc_nvenc": "preset",
+    "libvpx-vp9": "cpu-used",
+    "prores_ks": "profile",
+}
+
+# Options every run of a codec gets: quiet x265 (it prints to stderr itself), constant-quality VP9
+# needs a zero bitrate, FFV1 level 3 is the multithreaded, checksummed archival variant.
+_FIXED_OPTIONS: dict[str, dict[str, str]] = {
+    "libx265": {"x265-params": "log-level=error"},
+    "libvpx-vp9": {"b": "0", "row-mt": "1"},
+    "h264_nvenc": {"rc": "vbr", "b": "0"},
+    "hevc_nvenc": {"rc": "vbr", "b": "0"},
+    "ffv1": {"level": "3"},
+}
+
+# Pixel formats in order of preference; the first the encoder accepts wins.
+_PREFERRED_8BIT = ("yuv420p", "yuv422p", "yuv444p", "nv12", "yuv420p10le", "yuv422p10le", "yuv444p10le")
+_PREFERRED_HIGH = ("yuv420p10le", "p010le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le",
+                   "yuv444p12le", "yuv420p16le", "yuv420p", "yuv422p", "yuv444p", "nv12")
+
+
+@dataclass
+class EncodeOptions:
+    """How to encode the upscaled video.
+
+    ``codec``: an FFmpeg encoder name (libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks,
+    h264_nvenc, hevc_nvenc). ``crf``: constant-quality level; None picks ours (18 for x264/x265,
+    30 for SVT-AV1 and VP9); ignored by ffv1 (lossless) and prores_ks (fixed-rate profiles).
+    ``preset``: FFmpeg's word for the codec (x264 "medium", SVT-AV1 "8", prores_ks profile "hq",
+    VP9 cpu-used "4"). ``pix_fmt``: None follows the input (8-bit in -> yuv420p, 10-bit in ->
+    yuv420p10le, or the encoder's closest).
+    """
+
+    codec: str = "libx264"
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+
+
+@dataclass(frozen=True)
+class EncoderPlan:
+    """Checked, concrete encoder settings for one output file."""
+
+    codec: str
+    container: str  # muxer name
+    pix_fmt: str
+    codec_options: dict[str, str] = field(default_factory=dict)
+    container_options: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # things the user should hear about (e.g. 10-bit input, 8-bit output)
+
+
+def container_for(dst: Path) -> str:
+    """The muxer for an output path, from its extension."""
+    muxer = CONTAINERS.get(dst.suffix.lower())
+    if muxer is None:
+        exts = ", ".join(sorted(CONTAINERS))
+        ext = dst.suffix or "(none)"
+        raise MediaError(f"{dst}: unsupported output container '{ext}' (use one of {exts})")
+    return muxer
+
+
+def supported_codecs(muxer: str) -> set[str]:
+    """Codec and encoder names the muxer can store (asked of FFmpeg on an in-memory container)."""
+    with av.open(io.BytesIO(), mode="w", format=muxer) as probe:
+        return set(probe.supported_codecs)
+
+
+def plan_encoder(options: EncodeOptions, dst: Path, src_pix_fmt: str) -> EncoderPlan:
+    """Validate ``options`` against this PyAV build and the output container; choose the pixel format."""
+    muxer = container_for(dst)
+    codec = _video_encoder(options.codec)
+    fits = supported_codecs(muxer)
+    if codec.name not in fits:
+        usable = [c for c in KNOWN_CODECS if c in fits and c in av.codecs_available]
+        raise MediaError(
+            f"{dst}: {codec.name} video cannot go in a {dst.suffix} file"
+            f" (use {', '.join(usable) or 'another container'})"
+        )
+    formats = [f.name for f in codec.video_formats or ()]
+    notes: list[str] = []
+    depth = bit_depth(src_pix_fmt)
+    if options.pix_fmt is not None:
+        if formats and options.pix_fmt not in formats:
+            takes = ", ".join(formats)
+            raise MediaError(f"{codec.name}: cannot encode pixel format {options.pix_fmt} (it takes {takes})")
+        pix_fmt = options.pix_fmt
+    else:
+        ranking = _PREFERRED_HIGH if depth > 8 else _PREFERRED_8BIT
+        fallback = formats[0] if formats else "yuv420p"
+        pix_fmt = next((f for f in ranking if not formats or f in formats), fallback)
+        if depth > 8 and bit_depth(pix_fmt) == 8:
+            notes.append(f"{codec.name} has no {depth}-bit mode here: writing {pix_fmt}")
+    return EncoderPlan(
+        codec=codec.name,
+        container=muxer,
+        pix_fmt=pix_fmt,
+        codec_options=_codec_options(codec.name, options),
+        container_options={"movflags": "+faststart"} if muxer in ("mp4", "mov") else {},
+        notes=tuple(notes),
+    )
+
+
+def _video_encoder(name: str) -> av.codec.Codec:
+    if name not in av.codecs_available:
+        have = [c for c in KNOWN_CODECS if c in av.codecs_available]
+        raise MediaError(f"{name}: encoder not available in this PyAV build (available: {', '.join(have)})")
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise MediaError(f"{name}: is a decoder only, not an encoder") from None
+    if codec.type != "video":
+        raise MediaError(f"{name}: is a {codec.type} encoder, not a video one")
+    return codec
+
+
+def _codec_options(codec: str, options: EncodeOptions) -> dict[str, str]:
+    out = dict(_FIXED_OPTIONS.get(codec, {}))
+    quality = _QUALITY.get(codec)
+    if quality is not None:
+        key, lo, hi, default = quality
+        crf = default if options.crf is None else options.crf
+        if not lo <= crf <= hi:
+            raise MediaError(f"{codec}: crf must be between {lo} and {hi} (got {crf})")
+        out[key] = str(crf)
+    if options.preset is not None:
+        out[_PRESET_OPTION.get(codec, "preset")] = str(options.preset)
+    return out

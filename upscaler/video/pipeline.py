@@ -1,0 +1,240 @@
+"""upscale_video: decoder thread -> frame_fn in the caller's thread -> encoder/muxer thread.
+
+Bounded queues between the three keep memory flat whatever the length, and let decoding, inference and
+encoding overlap. The model runs in the calling (main) thread, so Ctrl-C lands there and unwinds all three.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..fileio import atomic_output, check_output_path
+from .decode import Batch, Decoder
+from .encode import Writer
+from .options import EncodeOptions, plan_encoder
+from .probe import VideoInfo, open_input, probe_video
+from .remux import plan_streams
+
+FrameFn = Callable[[np.ndarray], np.ndarray]
+
+# Batches in flight on each side of the model: enough to hide decode/encode jitter, small enough for 4K.
+_QUEUE_BATCHES = 2
+_POLL_S = 0.1
+
+
+class VideoWarning(UserWarning):
+    """Something about the output the user should know (a dropped or re-encoded stream, a crop...)."""
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    path: Path
+    frames: int  # frames written
+    width: int
+    height: int
+    elapsed: float  # seconds, decode to trailer
+    codec: str
+    pix_fmt: str
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def upscale_video(
+    src: Path,
+    dst: Path,
+    frame_fn: FrameFn,
+    *,
+    options: EncodeOptions | None = None,
+    batch_size: int = 4,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[VideoInfo], None] | None = None,
+) -> VideoResult:
+    """Upscale every frame of ``src`` with ``frame_fn`` and write ``dst``; all other streams go along.
+
+    ``frame_fn`` gets (N, H, W, 3) RGB batches, uint8 for 8-bit input and uint16 (full 0-65535 scale)
+    for deeper input, and returns (N, H', W', 3) of either dtype; the output size is taken from the
+    first batch and must then stay the same. ``progress(n)`` is called, in this thread, after each
+    batch with the number of frames it held; ``on_start(info)`` once before decoding starts
+    (``info.frames`` is None when the file does not say, e.g. WebM without a duration).
+
+    Behaviour a video user would ask about:
+
+    - Timestamps: each output frame keeps its input pts and time base, so VFR stays VFR and the
+      frame count is the input's. Frames with no pts get one (previous + one nominal frame).
+    - Colour: YUV->RGB uses the input's matrix and range (untagged: BT.709 for HD, BT.601 for SD,
+      limited range), RGB->YUV the same ones, and the output stream is tagged with them explicitly
+      (primaries, transfer, matrix, range), so a player does not re-guess from the new, larger size.
+      >8-bit input stays >8-bit where the encoder allows (libx264/x265, SVT-AV1, VP9, FFV1, ProRes).
+    - Size: with a chroma-subsampled output format (yuv420p...) an odd width/height - possible with a
+      fractional outscale - is cropped by one pixel on the right/bottom edge, never padded.
+    - Other streams (audio, subtitles, data, attachments) are copied packet for packet. One the
+      output container cannot hold is re-encoded if it is audio (Opus for .webm, AAC for .mp4/.mov)
+      and dropped otherwise; each case is reported as a VideoWarning and in ``result.warnings``.
+      Container and stream tags (language, title...) and the display rotation are carried over.
+    - Errors the user can cause raise a one-line MediaError, and no output file is left behind
+      (not even a temporary one), also on Ctrl-C.
+    """
+    src, dst = Path(src), Path(dst)
+    options = options or EncodeOptions()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
+    check_output_path(src, dst, overwrite)
+    info = probe_video(src)
+    plan = plan_encoder(options, dst, info.pix_fmt)
+    container, stream = open_input(src)
+    try:
+        streams = plan_streams(container, stream, plan.container, dst)
+        notes = [*plan.notes, *streams.warnings]
+        for note in notes:
+            warnings.warn(note, VideoWarning, stacklevel=2)
+        if on_start is not None:
+            on_start(info)
+        start = time.perf_counter()
+        decoder = Decoder(src, container, stream, info, set(streams.copy), set(streams.transcode))
+        with atomic_output(dst) as tmp:
+            writer = Writer(tmp, dst, plan, info, container, streams)
+            try:
+                _run(decoder, writer, frame_fn, batch_size, progress)
+            finally:
+                writer.abort()  # a no-op after a clean finish
+        elapsed = time.perf_counter() - start
+    finally:
+        container.close()
+
+    late = []
+    if writer.cropped and writer.size is not None:
+        width, height = writer.size
+        late.append(f"{dst.name}: cropped to {width}x{height}: {plan.pix_fmt} needs even sizes")
+    announced, decoded = stream.frames, decoder.frames_decoded
+    if announced and decoded != announced:
+        late.append(f"{src.name}: decoded {decoded} frames, the container said {announced}")
+    for note in late:
+        warnings.warn(note, VideoWarning, stacklevel=2)
+    assert writer.size is not None
+    return VideoResult(
+        path=dst,
+        frames=writer.frames_written,
+        width=writer.size[0],
+        height=writer.size[1],
+        elapsed=elapsed,
+        codec=plan.codec,
+        pix_fmt=plan.pix_fmt,
+        warnings=tuple(notes + late),
+    )
+
+
+class _Stopped(Exception):
+    """Raised in a thread told to stop because another one failed or the user interrupted."""
+
+
+_END = object()
+
+
+def _run(decoder: Decoder, writer: Writer, frame_fn: FrameFn, batch_size: int,
+         progress: Callable[[int], None] | None) -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    decoded: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
+    upscaled: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
+
+    def produce() -> None:
+        for batch in decoder.batches(batch_size):
+            _put(decoded, batch, stop)
+        _put(decoded, _END, stop)
+
+    def consume() -> None:
+        while (item := _get(upscaled, stop)) is not _END:
+            writer.write(*item)
+        writer.finish()
+
+    threads = [
+        threading.Thread(target=_guard, args=(produce, stop, errors), name="video-decode", daemon=True),
+        threading.Thread(target=_guard, args=(consume, stop, errors), name="video-encode", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        shape: tuple[int, ...] | None = None
+        while (batch := _get(decoded, stop)) is not _END:
+            out = None
+            if batch.frames is not None:
+                out = frame_fn(batch.frames)
+                shape = _check_output(out, batch, shape)
+            _put(upscaled, (batch, out), stop)
+            if progress is not None and batch.frames is not None:
+                progress(len(batch.pts))
+        _put(upscaled, _END, stop)
+        threads[1].join()
+    except _Stopped:
+        pass  # a worker failed: its own error is raised below
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _guard(fn: Callable[[], None], stop: threading.Event, errors: list[BaseException]) -> None:
+    """Run a worker; record its failure and tell everyone to stop."""
+    try:
+        fn()
+    except _Stopped:
+        pass
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        errors.append(exc)
+        stop.set()
+
+
+def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return
+        except queue.Full:
+            continue
+    raise _Stopped
+
+
+def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
+    while not stop.is_set():
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+    raise _Stopped
+
+
+def _check_output(out: object, batch: Batch, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """frame_fn must return one RGB image per input frame, all the same size."""
+    assert batch.frames is not None
+    if not isinstance(out, np.ndarray) or out.ndim != 4 or out.shape[-1] != 3:
+        got = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"frame_fn must return an (N, H, W, 3) array, got {got}")
+    if out.shape[0] != batch.frames.shape[0]:
+        raise ValueError(f"frame_fn returned {out.shape[0]} frames for a batch of {batch.frames.shape[0]}")
+    if out.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"frame_fn must return uint8 or uint16 frames, got {out.dtype}")
+    if shape is not None and out.shape[1:] != shape:
+        raise ValueError(f"frame_fn changed the output size from {shape[:2]} to {out.shape[1:3]}")
+    return out.shape[1:]
+
+
+
