@@ -68,6 +68,7 @@ class Decoder:
         self._last_pts: int | None = None
         self._first_tags: ColourTags | None = None
         self._sent_first = False
+        self._data_end: float | None = None  # seconds, latest packet end seen in any stream
         stream.codec_context.thread_type = "AUTO"
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
@@ -80,8 +81,13 @@ class Decoder:
         try:
             for packet in self.container.demux(wanted):
                 index = packet.stream.index
+                self._note_end(packet)
                 if index == self.stream.index:
                     where = f"frame {self.frames_decoded}"
+                    if packet.is_corrupt:
+                        # A packet cut short by the end of the file (or flagged by the demuxer). With frame
+                        # threading the decoder would drop it silently and the output would end early.
+                        raise MediaError(f"{self.path}: corrupt stream at {where} (truncated or damaged)")
                     for frame in packet.decode():
                         frames.append(self._to_rgb(frame))
                         pts.append(self._timestamp(frame))
@@ -102,8 +108,26 @@ class Decoder:
             raise MediaError(f"{self.path}: corrupt stream at {where} ({_reason(exc)})") from None
         if self.frames_decoded == 0:
             raise MediaError(f"{self.path}: no frames decoded")
+        self._check_complete()
         if frames or side:
             yield self._batch(frames, pts, side) if frames else Batch(None, [], side)
+
+    def _note_end(self, packet: av.Packet) -> None:
+        if packet.pts is not None and packet.time_base is not None:
+            end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            self._data_end = end if self._data_end is None else max(self._data_end, end)
+
+    def _check_complete(self) -> None:
+        """A file cut short (an interrupted download) still demuxes cleanly in Matroska: compare the
+        data's end with the duration the header announced, generously, since headers are approximate."""
+        duration = self.container.duration
+        if duration is None or self._data_end is None:
+            return
+        start = (self.container.start_time or 0) / av.time_base
+        announced = duration / av.time_base
+        got = self._data_end - start
+        if got < 0.9 * announced - 0.5:
+            raise MediaError(f"{self.path}: truncated (data ends at {got:.2f} s of {announced:.2f} s)")
 
     def _batch(self, frames: list[np.ndarray], pts: list[int], side: list[SideItem]) -> Batch:
         batch = Batch(np.stack(frames), pts, side)

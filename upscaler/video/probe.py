@@ -81,7 +81,8 @@ def open_input(path: Path) -> tuple[av.container.InputContainer, av.video.stream
             raise MediaError(f"{path}: not a video (no video stream)")
         stream = max(streams, key=lambda s: (bool(s.disposition & Disposition.default), -s.index))
         if stream.codec_context is None or not stream.codec_context.width:
-            raise MediaError(f"{path}: video stream #{stream.index} cannot be decoded (unknown codec)")
+            why = "corrupt header or unknown codec"
+            raise MediaError(f"{path}: video stream #{stream.index} cannot be decoded ({why})")
     except BaseException:
         container.close()
         raise
