@@ -1,0 +1,57 @@
+"""Losses of the training kit: pixel, perceptual (VGG19), total variation, adversarial."""
+
+from .adversarial import (
+    GAN_KINDS,
+    GANLoss,
+    HingeGANLoss,
+    LSGANLoss,
+    RaGANLoss,
+    SoftplusGANLoss,
+    VanillaGANLoss,
+    WGANLoss,
+    gan_loss,
+    gradient_penalty,
+)
+from .perceptual import (
+    ESRGAN_CONV54,
+    REAL_ESRGAN_LAYERS,
+    SRGAN_VGG22,
+    SRGAN_VGG54,
+    VGG19_LAYERS,
+    PerceptualLoss,
+    PerceptualResult,
+    default_vgg19_path,
+    gram_matrix,
+    load_vgg19_features,
+)
+from .pixel import CharbonnierLoss, pixel_loss
+from .tv import TVLoss, tv_beta, tv_l1, tv_squared
+
+__all__ = [
+    "ESRGAN_CONV54",
+    "GAN_KINDS",
+    "REAL_ESRGAN_LAYERS",
+    "SRGAN_VGG22",
+    "SRGAN_VGG54",
+    "VGG19_LAYERS",
+    "CharbonnierLoss",
+    "GANLoss",
+    "HingeGANLoss",
+    "LSGANLoss",
+    "PerceptualLoss",
+    "PerceptualResult",
+    "RaGANLoss",
+    "SoftplusGANLoss",
+    "TVLoss",
+    "VanillaGANLoss",
+    "WGANLoss",
+    "default_vgg19_path",
+    "gan_loss",
+    "gradient_penalty",
+    "gram_matrix",
+    "load_vgg19_features",
+    "pixel_loss",
+    "tv_beta",
+    "tv_l1",
+    "tv_squared",
+]
