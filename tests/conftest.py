@@ -22,3 +22,9 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared() -> Path:
     return shared_path()
+
+
+@pytest.fixture
+def clips() -> Path:
+    """shared/clips: the short real video clips (see shared/README.md), or a skip."""
+    return shared_path("clips")
