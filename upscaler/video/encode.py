@@ -21,7 +21,8 @@ from .remux import StreamPlan, add_transcoded_audio, copy_tags
 
 
 class Writer:
-    """Owns the output container. Nothing is opened until the first upscaled batch gives the size."""
+    """Owns the output container. ``open()`` (caller's thread) creates it and every stream; the size
+    and colour tags are only known from the first upscaled batch, which starts the encoders."""
 
     def __init__(self, tmp: Path, dst: Path, plan: EncoderPlan, info: VideoInfo,
                  source: av.container.InputContainer, streams: StreamPlan) -> None:
@@ -37,20 +38,57 @@ class Writer:
         self.size: tuple[int, int] | None = None  # encoded width, height
         self.cropped = False
         self.frames_written = 0
+        self._started = False
         self._tags = ColourTags()
-        self._pending: list[SideItem] = []  # side items seen before the output exists
+        self._pending: list[SideItem] = []  # side items seen before the first frame
+
+    def open(self) -> None:
+        """Create the file and its streams. Done before the threads start: templates read the input's
+        stream parameters, which the demuxer thread must not be touching at the same time."""
+        try:
+            output = av.open(str(self.tmp), mode="w", format=self.plan.container,
+                             container_options=self.plan.container_options)
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{self.dst}: cannot create ({_reason(exc)})") from None
+        self.output = output
+        copy_tags({k: v for k, v in self.source.metadata.items()
+                   if k not in ("major_brand", "minor_version", "compatible_brands")}, output.metadata)
+
+        video = output.add_stream(self.plan.codec, rate=self.info.fps or Fraction(25))
+        cc = video.codec_context
+        cc.pix_fmt = self.plan.pix_fmt
+        # Keep the input's clock: every frame is written with its own input timestamp (VFR stays VFR).
+        cc.time_base = self.info.time_base
+        video.time_base = self.info.time_base
+        if self.info.sample_aspect_ratio:
+            cc.sample_aspect_ratio = self.info.sample_aspect_ratio
+        cc.options = dict(self.plan.codec_options)
+        copy_tags(self.source.streams[self.info.index].metadata, video.metadata)
+        video.disposition = Disposition.default
+        self.video = video
+
+        for stream in self.source.streams:
+            if stream.index in self.streams.copy:
+                out = output.add_stream_from_template(stream)
+                copy_tags(stream.metadata, out.metadata)
+                out.disposition = stream.disposition
+                self.others[stream.index] = out
+            elif stream.index in self.streams.transcode:
+                encoder = self.streams.transcode[stream.index]
+                self.others[stream.index] = add_transcoded_audio(output, stream, encoder)
 
     # -- called from the encoder thread ------------------------------------------------------------
 
     def write(self, batch: Batch, frames: np.ndarray | None) -> None:
-        if self.output is None:
+        if not self._started:
             if frames is None:
                 self._pending.extend(batch.side)
                 return
-            self._open(batch, frames)
+            self._start(batch, frames)
             side, self._pending = self._pending + batch.side, []
         else:
             side = batch.side
+        assert self.output is not None
         try:
             for item in side:
                 self._mux_side(item)
@@ -63,7 +101,7 @@ class Writer:
 
     def finish(self) -> None:
         """Flush every encoder and write the trailer; only after a complete run."""
-        if self.output is None:
+        if not self._started or self.output is None:
             raise MediaError(f"{self.info.path}: no frames decoded")
         try:
             for stream in (self.video, *self.others.values()):
@@ -85,9 +123,9 @@ class Writer:
             except Exception:  # noqa: S110 - the file is discarded anyway
                 pass
 
-    # -- setup ---------------------------------------------------------------------------------------
-
-    def _open(self, batch: Batch, frames: np.ndarray) -> None:
+    def _start(self, batch: Batch, frames: np.ndarray) -> None:
+        """Size, colour tags and rotation from the first batch; then open the encoders, write the header."""
+        assert self.output is not None and self.video is not None
         height, width = frames.shape[1:3]
         fmt = av.VideoFormat(self.plan.pix_fmt)
         # 4:2:0 and 4:2:2 need dimensions divisible by the chroma subsampling: crop the last row/column.
@@ -103,53 +141,22 @@ class Writer:
             tags = ColourTags(tags.primaries, tags.trc, SPC_RGB, RANGE_FULL)
         self._tags = tags
 
-        try:
-            output = av.open(str(self.tmp), mode="w", format=self.plan.container,
-                             container_options=self.plan.container_options)
-        except av.error.FFmpegError as exc:
-            raise MediaError(f"{self.dst}: cannot create ({_reason(exc)})") from None
-        self.output = output
-        copy_tags({k: v for k, v in self.source.metadata.items()
-                   if k not in ("major_brand", "minor_version", "compatible_brands")}, output.metadata)
-
-        rate = self.info.fps or Fraction(25)
-        video = output.add_stream(self.plan.codec, rate=rate)
-        cc = video.codec_context
+        cc = self.video.codec_context
         cc.width, cc.height = enc_w, enc_h
-        cc.pix_fmt = self.plan.pix_fmt
-        # Keep the input's clock: every frame is written with its own input timestamp (VFR stays VFR).
-        cc.time_base = self.info.time_base
-        video.time_base = self.info.time_base
-        if self.info.sample_aspect_ratio:
-            cc.sample_aspect_ratio = self.info.sample_aspect_ratio
         tags.apply_to(cc)
-        cc.options = dict(self.plan.codec_options)
         if batch.display_matrix:
-            video.set_display_matrix(batch.display_matrix)
-        copy_tags(self.source.streams[self.info.index].metadata, video.metadata)
-        video.disposition = Disposition.default
-        self.video = video
-
-        for stream in self.source.streams:
-            if stream.index in self.streams.copy:
-                out = output.add_stream_from_template(stream)
-                copy_tags(stream.metadata, out.metadata)
-                out.disposition = stream.disposition
-                self.others[stream.index] = out
-            elif stream.index in self.streams.transcode:
-                encoder = self.streams.transcode[stream.index]
-                self.others[stream.index] = add_transcoded_audio(output, stream, encoder)
-
+            self.video.set_display_matrix(batch.display_matrix)
         if self.plan.codec == "libsvtav1":
             os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner on stderr otherwise
         try:
-            output.start_encoding()
+            self.output.start_encoding()
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             hint = " (no usable NVIDIA GPU?)" if self.plan.codec.endswith("_nvenc") else ""
             raise MediaError(
                 f"{self.plan.codec}: cannot start encoding {enc_w}x{enc_h} {self.plan.pix_fmt}"
                 f" with options {self.plan.codec_options or '{}'} ({_reason(exc)}){hint}"
             ) from None
+        self._started = True
 
     # -- per item ------------------------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ def upscale_video(
         with atomic_output(dst) as tmp:
             writer = Writer(tmp, dst, plan, info, container, streams)
             try:
+                writer.open()
                 _run(decoder, writer, frame_fn, batch_size, progress)
             finally:
                 writer.abort()  # a no-op after a clean finish
