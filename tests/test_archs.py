@@ -33,6 +33,8 @@ CASES = {
     "srvgg-x2": (SRVGG, lambda: SRVGGNetCompact(num_feat=8, num_conv=3, upscale=2)),
     "srvgg-x4": (SRVGG, lambda: SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4)),
     "srvgg-x3-gray": (SRVGG, lambda: SRVGGNetCompact(1, 1, num_feat=8, num_conv=1, upscale=3)),
+    # 4 channels ×2 = 16 = 1 channel ×4: the image channels must be preferred when splitting.
+    "srvgg-x2-rgba": (SRVGG, lambda: SRVGGNetCompact(4, 4, num_feat=8, num_conv=1, upscale=2)),
     "rrdb-x1": (RRDB, lambda: RRDBNet(scale=1, num_feat=8, num_block=1, num_grow_ch=32)),
     "rrdb-x2": (RRDB, lambda: RRDBNet(scale=2, num_feat=8, num_block=2, num_grow_ch=32)),
     "rrdb-x4": (RRDB, lambda: RRDBNet(scale=4, num_feat=8, num_block=1, num_grow_ch=32)),

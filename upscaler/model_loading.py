@@ -43,7 +43,7 @@ class LoadedModel:
     source: str = ""
 
     def describe(self) -> str:
-        """One line for logs, e.g. ``RRDBNet ×4 (num_feat=64, num_block=23, …)``."""
+        """One line for logs, e.g. ``rrdb ×4 (scale=4, num_feat=64, num_block=23, num_grow_ch=32)``."""
         args = ", ".join(f"{k}={v}" for k, v in self.params.items() if k not in ("num_in_ch", "num_out_ch"))
         return f"{self.arch} ×{self.scale} ({args})"
 
