@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -15,6 +16,14 @@ from rich.console import Console
 from .errors import UpscalerError
 
 err_console = Console(stderr=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    # Pipeline notices (a stream re-encoded, a pixel cropped) are for the user: one plain line each.
+    click.echo(f"upscale: warning: {message}", err=True)
+
+
+warnings.showwarning = _show_warning
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -121,10 +130,10 @@ def video(src: Path, dst: Path | None, codec: str, crf: int | None, preset: str 
         err_console.print(f"{src} → {dst}  [dim]{up.describe()}[/dim]")
     with frame_progress(src.name, quiet, err_console) as bar:
         result = up.upscale_video(src, dst, options=options, overwrite=overwrite, progress=bar.advance,
-                                  on_start=lambda info: bar.start(info.frame_count))
+                                  on_start=lambda info: bar.start(info.frames))
     if not quiet:
-        err_console.print(f"wrote {dst}: {result.frames} frames in {result.seconds:.1f} s "
-                          f"({result.frames / max(result.seconds, 1e-9):.2f} fps)")
+        err_console.print(f"wrote {dst}: {result.frames} frames {result.width}x{result.height} "
+                          f"in {result.elapsed:.1f} s ({result.fps:.2f} fps)")
 
 
 @main.command()
@@ -141,9 +150,11 @@ def image(src: Path, dst: Path | None, quality: int | None, overwrite: bool, qui
         raise UpscalerError(f"{src}: no such file")
     up = _make_upscaler(**model_kw)
     dst = dst or default_output(src, up.outscale)
-    up.upscale_image(src, dst, overwrite=overwrite, quality=quality)
+    result = up.upscale_image(src, dst, overwrite=overwrite, quality=quality)
+    for note in result.notes:
+        click.echo(f"upscale: note: {note}", err=True)
     if not quiet:
-        err_console.print(f"wrote {dst}")
+        err_console.print(f"wrote {dst}: {result.out_size[0]}x{result.out_size[1]}")
 
 
 @main.command()
@@ -168,13 +179,13 @@ def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str, crf: int | None,
     up = _make_upscaler(**model_kw)
     options = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
 
-    def process_image(src: Path, dst: Path) -> None:
-        up.upscale_image(src, dst, overwrite=overwrite)
+    def process_image(src: Path, dst: Path) -> object:
+        return up.upscale_image(src, dst, overwrite=overwrite)
 
     def process_video(src: Path, dst: Path) -> None:
         with frame_progress(src.name, quiet, err_console) as bar:
             up.upscale_video(src, dst, options=options, overwrite=overwrite, progress=bar.advance,
-                             on_start=lambda info: bar.start(info.frame_count))
+                             on_start=lambda info: bar.start(info.frames))
 
     def on_file(index: int, total: int, path: Path) -> None:
         if not quiet:

@@ -18,7 +18,8 @@ from .resize import bicubic_resize
 from .tiling import upscale_tiled
 
 if TYPE_CHECKING:
-    from .video import EncodeOptions
+    from .image_upscale import ImageResult
+    from .video import EncodeOptions, VideoResult
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
@@ -66,8 +67,6 @@ class Upscaler:
         self.net = self.loaded.module.to(self.device, self.dtype).eval()
         if self.device.type == "cuda":
             self.net = self.net.to(memory_format=torch.channels_last)
-        # RRDB x1/x2 fold pixels into channels (pixel-unshuffle), so their input must divide by 4 / 2.
-        self._multiple = {1: 4, 2: 2}.get(self.scale, 1) if self.loaded.arch == "rrdb" else 1
 
     # -- tensors -------------------------------------------------------------------------------------------
 
@@ -95,12 +94,7 @@ class Upscaler:
         return out.clamp_(0, 1)
 
     def _run_tile(self, tile: torch.Tensor) -> torch.Tensor:
-        h, w = tile.shape[-2:]
-        m = self._multiple
-        pad_h, pad_w = (-h) % m, (-w) % m
         inp = tile.to(self.dtype)
-        if pad_h or pad_w:
-            inp = torch.nn.functional.pad(inp, (0, pad_w, 0, pad_h), mode="replicate")
         if self.device.type == "cuda":
             inp = inp.contiguous(memory_format=torch.channels_last)
         out = self.net(inp)
@@ -108,7 +102,7 @@ class Upscaler:
             # fp16 overflow gives inf/NaN (black or white blotches); redo this tile in fp32.
             out = self.net.float()(inp.float())
             self.net.to(self.dtype)
-        return out[..., : h * self.scale, : w * self.scale]
+        return out
 
     # -- arrays --------------------------------------------------------------------------------------------
 
@@ -132,16 +126,15 @@ class Upscaler:
     # -- files ---------------------------------------------------------------------------------------------
 
     def upscale_image(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                      overwrite: bool = False, quality: int | None = None) -> Path:
+                      overwrite: bool = False, quality: int | None = None) -> ImageResult:
         from .image_upscale import upscale_image_file
 
-        upscale_image_file(Path(src), Path(dst), self.upscale_array, overwrite=overwrite, quality=quality)
-        return Path(dst)
+        return upscale_image_file(Path(src), Path(dst), self.upscale_array, overwrite=overwrite, quality=quality)
 
     def upscale_video(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                       options: EncodeOptions | None = None, overwrite: bool = False,
                       progress: Callable[[int], None] | None = None,
-                      on_start: Callable[..., None] | None = None):  # noqa: ANN201 - VideoResult
+                      on_start: Callable[..., None] | None = None) -> VideoResult:
         from .video import EncodeOptions, upscale_video
 
         return upscale_video(Path(src), Path(dst), self.upscale_array, options=options or EncodeOptions(),

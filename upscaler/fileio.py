@@ -37,9 +37,9 @@ def atomic_output(dst: Path) -> Iterator[Path]:
     On any exception (Ctrl-C included) the temporary file is removed, so no half-written file
     ever sits under the final name.
     """
-    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(dst)
     try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         if not tmp.exists():
             raise MediaError(f"{dst}: nothing was written")
