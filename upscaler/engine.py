@@ -106,6 +106,7 @@ class Upscaler:
 
     # -- arrays --------------------------------------------------------------------------------------------
 
+    @torch.inference_mode()
     def upscale_array(self, frames: np.ndarray) -> np.ndarray:
         """RGB uint8/uint16 frames, (H,W,3) or (N,H,W,3) → upscaled, same dtype and rank."""
         single = frames.ndim == 3

@@ -1,0 +1,95 @@
+"""The Upscaler on the shipped weights: sizes, dtypes, seamless tiling, and quality above bicubic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+
+from upscaler import Upscaler, UpscalerError
+from upscaler.image_io import read_image
+from upscaler.metrics import psnr_y
+from upscaler.resize import bicubic_downscale, bicubic_resize
+
+
+@pytest.fixture(scope="module")
+def up4() -> Upscaler:
+    return Upscaler(scale=4, tile=0)
+
+
+def _hr(name: str, folder: str = "Set5") -> torch.Tensor:
+    rgb = read_image(shared_path("images", "bench", folder, f"{name}.png")).rgb
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+
+
+def test_shipped_defaults_on_cpu(up4: Upscaler) -> None:
+    assert up4.scale == 4 and up4.loaded.arch == "srvgg"
+    assert up4.device.type == "cpu" and up4.dtype == torch.float32
+    assert Upscaler(scale=2).scale == 2
+
+
+def test_tiled_equals_untiled_on_shipped_model(up4: Upscaler) -> None:
+    # A real image, cut into a 3x3 grid of tiles: seams must not show.
+    lr = (bicubic_downscale(_hr("butterfly"), 2) * 255).round().to(torch.uint8)  # 128x128
+    frame = lr[0].permute(1, 2, 0).numpy()
+    whole = up4.upscale_array(frame).astype(np.int16)
+    tiled = Upscaler(scale=4, tile=48, tile_overlap=32).upscale_array(frame).astype(np.int16)
+    diff = np.abs(whole - tiled)
+    assert whole.shape == (512, 512, 3)
+    assert diff.max() <= 2 and diff.mean() <= 0.1, (diff.max(), diff.mean())
+
+
+def test_tiles_without_overlap_would_show_seams(up4: Upscaler) -> None:
+    # The bound above is only meaningful if tiling without context really differs.
+    lr = (bicubic_downscale(_hr("butterfly"), 2) * 255).round().to(torch.uint8)
+    frame = lr[0].permute(1, 2, 0).numpy()
+    whole = up4.upscale_array(frame).astype(np.int16)
+    naive = Upscaler(scale=4, tile=48, tile_overlap=0).upscale_array(frame).astype(np.int16)
+    assert np.abs(whole - naive).max() > 2
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (1, 1), (90, 160)])
+def test_output_size_is_scale_times_input(up4: Upscaler, shape: tuple[int, int]) -> None:
+    frames = np.random.default_rng(0).integers(0, 256, (2, *shape, 3), dtype=np.uint8)
+    out = up4.upscale_array(frames)
+    assert out.shape == (2, shape[0] * 4, shape[1] * 4, 3) and out.dtype == np.uint8
+
+
+def test_outscale_resizes_after_the_model() -> None:
+    up = Upscaler(scale=4, outscale=3)
+    out = up.upscale_array(np.zeros((30, 41, 3), np.uint8))
+    assert out.shape == (90, 123, 3)
+
+
+def test_uint16_stays_uint16_with_full_range(up4: Upscaler) -> None:
+    frame = (np.linspace(0, 65535, 24 * 32 * 3).reshape(24, 32, 3)).astype(np.uint16)
+    out = up4.upscale_array(frame)
+    assert out.dtype == np.uint16 and out.max() > 60000
+
+
+def test_bad_arguments_are_user_errors() -> None:
+    with pytest.raises(UpscalerError):
+        Upscaler(scale=4, device="cuda" if not torch.cuda.is_available() else "nonsense")
+    with pytest.raises(UpscalerError):
+        Upscaler(scale=4, outscale=-1)
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_shipped_model_beats_bicubic_on_set5(scale: int) -> None:
+    up = Upscaler(scale=scale, tile=0)
+    ours, base = [], []
+    for name in ("baby", "bird", "butterfly", "head", "woman"):
+        hr = _hr(name)
+        lr = (bicubic_downscale(hr, scale) * 255).round() / 255
+        ours.append(psnr_y(up.upscale_tensor(lr), hr, crop_border=scale))
+        base.append(psnr_y(bicubic_resize(lr, hr.shape[-2:]), hr, crop_border=scale))
+    assert np.mean(ours) > np.mean(base) + 0.3, (np.mean(ours), np.mean(base))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_matches_fp32() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    fp16 = Upscaler(scale=4, device="cuda").upscale_array(frame).astype(np.int16)
+    fp32 = Upscaler(scale=4, device="cuda", precision="fp32").upscale_array(frame).astype(np.int16)
+    assert np.abs(fp16 - fp32).max() <= 3
