@@ -1,4 +1,4 @@
-"""Image-quality metrics as SR papers report them: PSNR on the Y channel with a ``scale``-pixel border cropped."""
+"""Image-quality metrics as SR papers report them: PSNR and SSIM on the Y channel with a border cropped."""
 
 from __future__ import annotations
 
@@ -22,3 +22,36 @@ def psnr_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0) -> float:
         hr = hr[..., crop_border:-crop_border, crop_border:-crop_border]
     mse = torch.mean((rgb_to_y(sr.double()) - rgb_to_y(hr.double())) ** 2).item()
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g /= g.sum()
+    return torch.outer(g, g)[None, None]
+
+
+def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0) -> float:
+    """SSIM (Wang et al. 2004) on Y as SR papers report it: both images quantised to 8 bits, Y in 0–255 units,
+    an 11×11 Gaussian window (σ 1.5), K1 0.01, K2 0.03, the map averaged over the "valid" positions only (no
+    padding) after cropping ``crop_border`` pixels. Inputs are (N,3,H,W) in [0,1]; the mean over the batch."""
+    sr = (sr.clamp(0, 1) * 255).round() / 255
+    hr = (hr.clamp(0, 1) * 255).round() / 255
+    if crop_border:
+        sr = sr[..., crop_border:-crop_border, crop_border:-crop_border]
+        hr = hr[..., crop_border:-crop_border, crop_border:-crop_border]
+    x, y = rgb_to_y(sr.double()) * 255, rgb_to_y(hr.double()) * 255
+    window = _gaussian_window().to(x.device)
+    if min(x.shape[-2:]) < window.shape[-1]:
+        raise ValueError(f"SSIM needs images of at least 11×11 after the border crop, got {tuple(x.shape[-2:])}")
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(t, window)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return float(ssim_map.mean())
