@@ -569,8 +569,6 @@ def _run(cfg: TrainConfig, ctx: DistContext, log: Log, progress: bool,
                 sums += torch.stack([terms[n] for n in names])
                 count += 1
                 current_lr = trainer.opt_g.param_groups[0]["lr"]
-                if on_step is not None:
-                    on_step(StepReport(done, {k: float(v) for k, v in terms.items()}, current_lr, hr_batch))
                 validate_now = cfg.val_dir is not None and (done % cfg.val_every == 0 or done == cfg.steps)
                 if done % cfg.log_every == 0 or done == cfg.steps or validate_now:
                     means = (mean_over_ranks(sums, ctx) / count).tolist()  # every rank takes part
@@ -597,6 +595,8 @@ def _run(cfg: TrainConfig, ctx: DistContext, log: Log, progress: bool,
                     bar.update(done)
                 if done % cfg.checkpoint_every == 0 and done < cfg.steps:
                     checkpoint(done)
+                if on_step is not None:
+                    on_step(StepReport(done, {k: float(v) for k, v in terms.items()}, current_lr, hr_batch))
         except KeyboardInterrupt:
             checkpoint(done)
             where = f"checkpoint saved at step {done} in {ckpt_path}" if ctx.is_main else f"stopped at step {done}"
