@@ -177,6 +177,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path) -> No
     assert len(lines) == 1 and lines[0].startswith("train: error: interrupted: checkpoint saved at step"), stderr
     step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert 3 <= step < 100000 and f"step {step} " in lines[0]
+    # ``--resume --out`` alone picks the run's saved config back up.
+    result = CliRunner().invoke(main, ["train", "--resume", "--out", str(out), "--steps", str(step + 2)])
+    assert result.exit_code == 0, result.output
+    assert f"resumed from {out / 'checkpoint.pt'} at step {step}" in result.output
+    assert load_model(out / "srvgg-x2.safetensors").params["num_feat"] == 8
 
 
 def test_videos_fine_tune_from_the_cli(tmp_path: Path) -> None:

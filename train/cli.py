@@ -93,6 +93,10 @@ def _config(config_path: Path | None, settings: tuple[str, ...], flags: dict[str
         flags["scale"] = int(flags["scale"])
     flags["hr_dirs"] = list(flags["hr_dirs"]) or None
     overrides |= {k: v for k, v in flags.items() if v is not None}
+    if config_path is None and overrides.get("resume"):
+        # ``--resume --out RUN`` alone continues RUN with the config it was started with.
+        saved = Path(overrides.get("out_dir", TrainConfig.out_dir)) / "config.toml"
+        config_path = saved if saved.is_file() else None
     if config_path is not None:
         return TrainConfig.from_toml(config_path, **overrides)
     return TrainConfig.from_dict({}, source="--set", **overrides)

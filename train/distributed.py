@@ -66,6 +66,16 @@ def mean_over_ranks(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return values
 
 
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank if ``flag`` is set on any rank: a stop must happen at the same step everywhere, or the
+    ranks still training would wait forever in their next all-reduce."""
+    if not ctx.distributed:
+        return flag
+    t = torch.tensor([int(flag)], device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
         dist.barrier()

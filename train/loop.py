@@ -44,7 +44,7 @@ from .data import (
     make_loader,
     sample_video_frames,
 )
-from .distributed import DistContext, barrier, init_distributed, mean_over_ranks, shutdown, wrap
+from .distributed import DistContext, any_rank, barrier, init_distributed, mean_over_ranks, shutdown, wrap
 from .ema import EMA
 from .losses import PerceptualLoss, TVLoss, gan_loss, gradient_penalty, pixel_loss
 from .validate import ValResult, validate
@@ -410,13 +410,17 @@ def _cell(value: Any) -> str:
 
 
 class _Progress:
-    """A rich progress line (step, losses, it/s, ETA) on rank 0 when wanted; a no-op otherwise."""
+    """A live rich progress line (step, loss, it/s, ETA) on rank 0 in a terminal; a no-op otherwise (logs
+    redirected to a file get the per-interval log lines instead)."""
 
     def __init__(self, enabled: bool, total: int, start: int) -> None:
         self.bar = None
         if enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+            if not Console().is_terminal:
+                return
             columns = (TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[info]}"))
             self.bar = Progress(*columns)
             self.task = self.bar.add_task("train", total=total, completed=start, info="")
@@ -561,7 +565,7 @@ def _run(cfg: TrainConfig, ctx: DistContext, log: Log, progress: bool,
     with _DeferredInterrupt() as stop, _Progress(progress, cfg.steps, start) as bar:
         try:
             while done < cfg.steps:
-                if stop.requested:
+                if any_rank(stop.requested, ctx):
                     raise KeyboardInterrupt
                 lr_batch, hr_batch = _next_batch(batches, stop)
                 terms = trainer.step(lr_batch, hr_batch)
@@ -579,7 +583,7 @@ def _run(cfg: TrainConfig, ctx: DistContext, log: Log, progress: bool,
                     summary = " ".join(f"{n} {v:.4g}" for n, v in zip(names, means, strict=True))
                     eta = _format_eta((cfg.steps - done) / rate)
                     log(f"step {done}/{cfg.steps} {summary} lr {current_lr:.3g} {rate:.2f} it/s ETA {eta}")
-                    bar.update(done, f"{summary} {rate:.2f} it/s ETA {eta}")
+                    bar.update(done, f"loss {means[0]:.4g}  {rate:.2f} it/s  ETA {eta}")
                     if validate_now and ctx.is_main:
                         assert cfg.val_dir is not None
                         result = validate(trainer.export_model, cfg.val_dir, cfg.scale,
