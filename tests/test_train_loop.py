@@ -128,9 +128,34 @@ def test_every_discriminator_and_gan_loss_trains(tmp_path: Path, discriminator: 
     assert all(np.isfinite(v) for r in seen for v in r.losses.values())
 
 
+@pytest.mark.parametrize("arch", [{"arch": "rrdb", "num_block": 1, "num_grow_ch": 4},
+                                  {"arch": "srresnet", "num_block": 1}, {"arch": "msrresnet", "num_block": 1}])
+def test_every_generator_arch_trains_and_exports(tmp_path: Path, arch: dict[str, object]) -> None:
+    result = train(tiny(tmp_path, steps=2, num_feat=8, **arch), log=lambda _: None)
+    assert result.weights is not None
+    loaded = load_model(result.weights)
+    assert loaded.arch == arch["arch"] and loaded.scale == 2 and loaded.params["num_block"] == 1
+
+
+def test_paired_folders(tmp_path: Path) -> None:
+    hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
+    hr_dir.mkdir()
+    lr_dir.mkdir()
+    for path in sorted(shared_path("images", "bench", "Set5").glob("*.png"))[:3]:
+        img = cv2.imread(str(path))
+        h, w = img.shape[:2]
+        cv2.imwrite(str(hr_dir / path.name), img)
+        cv2.imwrite(str(lr_dir / path.name), cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA))
+    seen: list[StepReport] = []
+    train(tiny(tmp_path / "run", hr_dirs=[], lr_dir=lr_dir, hr_dir=hr_dir, steps=2), log=lambda _: None,
+          on_step=seen.append)
+    assert len(seen) == 2 and seen[0].hr.shape == (4, 3, 48, 48)
+
+
 def test_interrupt_then_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
-    def run(out: Path, steps: int, resume: bool = False, stop_at: int | None = None) -> tuple[list, object]:
-        losses: list[dict[str, float]] = []
+    def run(out: Path, steps: int, resume: bool = False, stop_at: int | None = None,
+            losses: list[dict[str, float]] | None = None) -> tuple[list, object]:
+        losses = [] if losses is None else losses
 
         def hook(report: StepReport) -> None:
             losses.append(report.losses)
@@ -141,8 +166,10 @@ def test_interrupt_then_resume_reproduces_the_uninterrupted_run(tmp_path: Path) 
         return losses, train(cfg, log=lambda _: None, on_step=hook)
 
     full, whole = run(tmp_path / "a", 6)
+    first: list[dict[str, float]] = []
     with pytest.raises(TrainingInterrupted, match="checkpoint saved at step 3"):
-        run(tmp_path / "b", 6, stop_at=3)
+        run(tmp_path / "b", 6, stop_at=3, losses=first)
+    assert first == full[:3]  # same seed, same losses
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 3
     second, resumed = run(tmp_path / "b", 6, resume=True)
     assert len(second) == 3
