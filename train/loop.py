@@ -105,11 +105,14 @@ def initial_generator(cfg: TrainConfig, log: Log) -> tuple[TrainConfig, nn.Modul
 
 
 def build_discriminator(cfg: TrainConfig) -> nn.Module:
-    if cfg.discriminator == "vgg":
-        return VGGStyleDiscriminator(num_feat=cfg.d_num_feat, input_size=cfg.patch_size)
-    if cfg.discriminator == "patchgan":
-        return PatchGANDiscriminator(num_feat=cfg.d_num_feat, n_layers=cfg.d_layers)
-    return UNetDiscriminatorSN(num_feat=cfg.d_num_feat)
+    try:
+        if cfg.discriminator == "vgg":
+            return VGGStyleDiscriminator(num_feat=cfg.d_num_feat, input_size=cfg.patch_size)
+        if cfg.discriminator == "patchgan":
+            return PatchGANDiscriminator(num_feat=cfg.d_num_feat, n_layers=cfg.d_layers)
+        return UNetDiscriminatorSN(num_feat=cfg.d_num_feat)
+    except ValueError as exc:
+        raise ValueError(f"discriminator {cfg.discriminator} (patch_size {cfg.patch_size}): {exc}") from None
 
 
 def build_degradation(cfg: TrainConfig) -> Degradation:
@@ -149,7 +152,8 @@ def build_dataset(cfg: TrainConfig, world_size: int, log: Log) -> Dataset:
 class LRSchedule:
     """Multiplier of the base learning rate at a step: linear warm-up, then step decay or cosine to a floor.
 
-    A callable object rather than a closure so LambdaLR's state_dict (hence the checkpoint) carries it.
+    A pure function of the config: a resumed run takes it from its config, not the checkpoint, so it may
+    change ``steps`` (same config, same schedule: the exact replay is unaffected).
     """
 
     kind: str
@@ -340,7 +344,7 @@ class Trainer:
                                  f"{'does not use' if state[name] is not None else 'uses'} one")
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_g.load_state_dict(_without_schedule(state["sched_g"]))
         self.scaler_g.load_state_dict(state["scaler_g"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
@@ -348,8 +352,13 @@ class Trainer:
             assert self.opt_d is not None and self.sched_d is not None
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(state["sched_d"])
+            self.sched_d.load_state_dict(_without_schedule(state["sched_d"]))
             self.scaler_d.load_state_dict(state["scaler_d"])
+
+
+def _without_schedule(state: dict[str, Any]) -> dict[str, Any]:
+    # LambdaLR would copy the saved schedule's fields over ours; None entries are skipped.
+    return state | {"lr_lambdas": [None] * len(state["lr_lambdas"])}
 
 
 # --- run plumbing: interrupts, metrics, progress -------------------------------------------------------------
@@ -504,6 +513,8 @@ def train(cfg: TrainConfig, log: Log = print, *, progress: bool = False,
     Configuration and data problems raise ValueError (or upscaler's ModelLoadError) with a one-line message.
     """
     cfg.require_data()
+    if cfg.val_dir is not None and not cfg.val_dir.is_dir():
+        raise ValueError(f"val_dir {cfg.val_dir}: no such folder")
     ctx = init_distributed(cfg.device)
     try:
         return _run(cfg, ctx, log if ctx.is_main else (lambda _: None), progress and ctx.is_main, on_step)
