@@ -48,3 +48,13 @@ def test_train_cli_writes_weights_the_upscaler_loads(tmp_path: Path) -> None:
     assert "config" in loaded.metadata
     frame = np.zeros((10, 12, 3), np.uint8)
     assert Upscaler(str(weights)).upscale_array(frame).shape == (20, 24, 3)
+
+
+def test_fresh_srvgg_gets_gradient_at_its_first_layer() -> None:
+    # With PyTorch's default init the 16-conv PReLU stack passes ~1e-10 gradients to its first layer and
+    # training sits at nearest-neighbour quality; the trainer's He init must keep them alive.
+    torch.manual_seed(0)
+    model = build_generator(TrainConfig(num_feat=64, num_conv=16))
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 64, 64)
+    (model(x) - y).abs().mean().backward()
+    assert model.body[0].weight.grad.abs().mean() > 1e-5
