@@ -287,11 +287,24 @@ def test_pickle_that_needs_code_is_refused_without_running_it(tmp_path: Path) ->
     message = _load_error(path)
     assert "arbitrary code" in message and "io.open" in message
     assert not marker.exists()
-    # Plain pickle (not torch's zip format) is refused too.
-    with open(tmp_path / "legacy.pth", "wb") as f:
-        pickle.dump(_Payload(marker), f)
+    # torch's legacy (non-zip) format is refused too.
+    torch.save({"hook": _Payload(marker)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     assert "arbitrary code" in _load_error(tmp_path / "legacy.pth")
     assert not marker.exists()
+    # A plain pickle.dump (not torch.save) is not a weights file, and nothing in it runs either.
+    with open(tmp_path / "plain.pth", "wb") as f:
+        pickle.dump(_Payload(marker), f)
+    assert "not a PyTorch weights file" in _load_error(tmp_path / "plain.pth")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, pickle.dumps({"epoch": 3}, protocol=4)])
+def test_garbage_is_not_called_code(content: bytes, tmp_path: Path) -> None:
+    # Random bytes and plain pickles fail the weights-only unpickler on an opcode, not on a global:
+    # calling them "pickled Python objects that would run arbitrary code" sends the user the wrong way.
+    (tmp_path / "junk.pth").write_bytes(content)
+    message = _load_error(tmp_path / "junk.pth")
+    assert "not a PyTorch weights file" in message and "arbitrary code" not in message
 
 
 def test_torchscript_archive_is_refused(tmp_path: Path) -> None:

@@ -135,7 +135,9 @@ def _read_pickle(path: Path, name: str) -> Any:
             raise ModelLoadError(
                 f"{name}: TorchScript archives are not supported; save a state dict"
             ) from exc
-        if "Weights only load failed" in text:
+        # Only an unsupported *global* means the file asks to import and run code; other weights-only failures
+        # (unknown opcodes, e.g. random bytes or a plain pickle.dump) mean it is not a torch.save file at all.
+        if "Weights only load failed" in text and re.search(r"Unsupported (global|class)|GLOBAL ", text):
             found = re.search(r"GLOBAL ([\w.]+)", text)
             what = f" ({found[1]})" if found else ""
             raise ModelLoadError(
