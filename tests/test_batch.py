@@ -176,6 +176,25 @@ def test_colliding_output_names_fail_the_second(tmp_path: Path) -> None:
     assert "same output name" in report.files[1].note
 
 
+def test_videos_in_containers_we_cannot_write_go_to_mkv(tmp_path: Path) -> None:
+    # .avi/.ts/.mpg... are read but cannot be written: keeping the extension failed every such file.
+    from upscaler.batch import WRITABLE_VIDEO_EXTENSIONS
+    from upscaler.video.options import CONTAINERS
+
+    assert set(CONTAINERS) == WRITABLE_VIDEO_EXTENSIONS
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    for name in ("a.avi", "sub/b.TS", "c.mov"):
+        (root / name).write_bytes(b"video")
+    calls = Calls()
+    report = calls.run(root, tmp_path / "out")
+    assert [f.status for f in report.files] == ["done", "done", "done"]
+    assert [f.dst.relative_to(tmp_path / "out").as_posix() for f in report.files] == [
+        "a_x2.mkv", "c_x2.mov", "sub/b_x2.mkv"]
+    assert (tmp_path / "out" / "sub" / "b_x2.mkv").read_bytes() == b"video"
+    assert Calls().run(root, tmp_path / "out").skipped_count == 3  # and a rerun resumes
+
+
 def test_summary_collapses_many_skipped_rows_and_escapes_markup(tmp_path: Path) -> None:
     for i in range(25):
         small_png(tmp_path / "in" / f"[bold]{i:02d}.png", seed=i)

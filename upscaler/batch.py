@@ -28,6 +28,11 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
      ".flv", ".3gp", ".ogv"}
 )
 
+# Where an input's own container cannot be written (.avi, .ts, .mpg...), its output goes into Matroska,
+# which holds every codec and stream those carry. Keep in step with upscaler.video.options.CONTAINERS.
+WRITABLE_VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm"})
+FALLBACK_VIDEO_EXTENSION = ".mkv"
+
 Kind = Literal["image", "video"]
 Status = Literal["done", "skipped", "failed"]
 ProcessFn = Callable[[Path, Path], object]
@@ -108,10 +113,12 @@ def run_batch(
     """Process every media file under ``in_dir`` into ``out_dir``, mirroring the folder tree.
 
     ``output_name(rel_path)`` maps a path relative to ``in_dir`` to the output's name (only its
-    ``.name`` is used). ``process_image(src, dst)`` / ``process_video(src, dst)`` must write ``dst``
-    atomically and, when ``overwrite`` is set, replace an existing one; their return value may carry
-    notes (a ``str``, or an object with ``notes``). ``on_file(index, total, src)`` is called before each
-    file, index counting from 1; ``on_result`` after each with its outcome.
+    ``.name`` is used); a video whose extension names a container we cannot write (.avi, .ts,
+    .mpg...) gets ``.mkv`` instead, so it is upscaled rather than failed. ``process_image(src, dst)``
+    / ``process_video(src, dst)`` must write ``dst`` atomically and, when ``overwrite`` is set,
+    replace an existing one; their return value may carry notes (a ``str``, or an object with
+    ``notes``). ``on_file(index, total, src)`` is called before each file, index counting from 1;
+    ``on_result`` after each with its outcome.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
@@ -155,6 +162,8 @@ def _process_one(
     try:
         rel = src.relative_to(in_dir)
         dst = out_dir / rel.parent / Path(output_name(rel)).name
+        if kind == "video" and dst.suffix.lower() not in WRITABLE_VIDEO_EXTENSIONS:
+            dst = dst.with_name(dst.stem + FALLBACK_VIDEO_EXTENSION)
         real_dst = dst.resolve()
         if real_dst in inputs:
             raise MediaError(f"{dst}: output would overwrite an input file")
