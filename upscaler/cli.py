@@ -68,6 +68,8 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tile-overlap", type=int, default=32, show_default=True,
                      help="Context pixels around each tile, blended across seams."),
         click.option("--batch-size", type=int, default=None, help="Frames per model call."),
+        click.option("--compile", "compile_", is_flag=True,
+                     help="Run the network through torch.compile (slow first frames, then faster on CUDA)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output (never the input)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
     ]
@@ -90,11 +92,12 @@ def encode_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _make_upscaler(model: str, scale: str | None, outscale: float | None, device: str, precision: str,
-                   tile: int | None, tile_overlap: int, batch_size: int | None):  # noqa: ANN202
+                   tile: int | None, tile_overlap: int, batch_size: int | None, compile_: bool = False):  # noqa: ANN202
     from .engine import Upscaler
 
     return Upscaler(model, scale=int(scale) if scale else None, device=device, precision=precision,  # type: ignore[arg-type]
-                    tile=tile, tile_overlap=tile_overlap, outscale=outscale, batch_size=batch_size)
+                    tile=tile, tile_overlap=tile_overlap, outscale=outscale, batch_size=batch_size,
+                    compile=compile_)
 
 
 def default_output(src: Path, outscale: float) -> Path:
@@ -219,6 +222,66 @@ def models() -> None:
     Console().print(table)
     Console().print("Loadable architectures: RRDBNet (ESRGAN / Real-ESRGAN, incl. old ESRGAN keys), "
                     "SRVGGNetCompact, SRResNet / MSRResNet (SRGAN).")
+
+
+def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter("expected WxH, e.g. 320x180") from None
+    return width, height
+
+
+@main.command()
+@click.option("-m", "--model", default="default", show_default=True, help="Model name or file.")
+@click.option("-s", "--scale", type=click.Choice(["2", "4"]), default=None, help="Shipped model of this scale.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True)
+@click.option("--clip", type=click.Path(path_type=Path), default=None,
+              help="Video to run end to end (default: the bundled samples/bbb_320x180.mp4).")
+@click.option("--size", callback=_parse_size, default=None, help="Input size WxH (the clip is resized to it).")
+@click.option("--frames", type=int, default=None, help="Frames to run (the clip is cut or looped to it).")
+@click.option("--batch-size", type=int, default=None, help="Frames per model call.")
+@click.option("--tile", type=int, default=None, help="Tile side in input pixels; 0 = whole frame.")
+@click.option("--tile-overlap", type=int, default=32, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch threads for the model (default: torch's).")
+@click.option("--compile", "compile_", is_flag=True, help="Run the network through torch.compile.")
+@click.option("--codec", default="libx264", show_default=True, help="Video encoder of the end-to-end run.")
+@click.option("--preset", default=None, help="Encoder preset.")
+@click.option("--no-sequential", is_flag=True, help="Skip the sequential-loop baseline.")
+@click.option("--min-time", type=float, default=2.0, show_default=True,
+              help="Seconds to time the bare model for (at least 3 calls).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@user_errors
+def bench(model: str, scale: str | None, device: str, precision: str, clip: Path | None,
+          size: tuple[int, int] | None, frames: int | None, batch_size: int | None, tile: int | None,
+          tile_overlap: int, threads: int | None, compile_: bool, codec: str, preset: str | None,
+          no_sequential: bool, min_time: float, as_json: bool) -> None:
+    """Measure the bare model, the end-to-end video pipeline and the sequential loop; per-stage times."""
+    import json
+
+    import torch
+
+    from .bench import SAMPLE_CLIP, BenchConfig, render, run_bench
+    from .engine import Upscaler
+    from .video import EncodeOptions
+
+    clip = clip or SAMPLE_CLIP
+    if not clip.exists():
+        raise UpscalerError(f"{clip}: no such file")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    up = Upscaler(model, scale=int(scale) if scale else None, device=device, precision=precision,  # type: ignore[arg-type]
+                  tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, compile=compile_)
+    config = BenchConfig(clip=clip, size=size, frames=frames, encode=EncodeOptions(codec=codec, preset=preset),
+                         sequential=not no_sequential, bare_seconds=min_time)
+    report = run_bench(up, config)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        Console().print(render(report))
 
 
 def _add_train() -> None:

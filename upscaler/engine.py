@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Callable
@@ -15,7 +16,9 @@ from . import zoo
 from .errors import ModelLoadError, UpscalerError
 from .model_loading import LoadedModel, load_model
 from .resize import bicubic_resize
+from .stages import StageTimer, stage
 from .tiling import upscale_tiled
+from .transfer import HostTransfer
 
 if TYPE_CHECKING:
     from .image_upscale import ImageResult
@@ -47,6 +50,7 @@ class Upscaler:
         tile_overlap: int = 32,
         outscale: float | None = None,
         batch_size: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.loaded = model if isinstance(model, LoadedModel) else load_model(zoo.resolve(model, scale))
         if scale is not None and model not in (None, "default") and scale != self.loaded.scale:
@@ -67,6 +71,18 @@ class Upscaler:
         self.net = self.loaded.module.to(self.device, self.dtype).eval()
         if self.device.type == "cuda":
             self.net = self.net.to(memory_format=torch.channels_last)
+            # Tile shapes repeat frame after frame: let cuDNN pick the fastest convolution per shape once.
+            torch.backends.cudnn.benchmark = True
+        self._eager = self.net
+        self._fp32_net: torch.nn.Module | None = None  # made on the first fp16 overflow
+        self._check_tiles = False  # True while a batch is redone tile by tile after a non-finite output
+        if compile:
+            # Fixed tile sizes make shapes repeat, so each distinct tile shape compiles once.
+            self.net = torch.compile(self.net, dynamic=False)
+        self.compiled = compile
+        # Set by `upscale bench` to time the stages; None costs nothing.
+        self.timer: StageTimer | None = None
+        self._transfer = HostTransfer(self.device) if self.device.type == "cuda" else None
 
     # -- tensors -------------------------------------------------------------------------------------------
 
@@ -77,7 +93,15 @@ class Upscaler:
         h, w = x.shape[-2:]
         while True:
             try:
-                out = upscale_tiled(self._run_tile, x, self.scale, self.tile, self.tile_overlap)
+                out = self._tiled(x)
+                if self.dtype != torch.float32 and not torch.isfinite(out).all():
+                    # fp16 overflow somewhere (NaN/inf survive the blending): redo this batch checking each
+                    # tile. Checking once per batch keeps the fast path free of a GPU sync per tile.
+                    self._check_tiles = True
+                    try:
+                        out = self._tiled(x)
+                    finally:
+                        self._check_tiles = False
                 break
             except torch.OutOfMemoryError:
                 # Retry the frame with smaller tiles rather than fail: free memory varies during a run.
@@ -93,16 +117,27 @@ class Upscaler:
             out = bicubic_resize(out, target)
         return out.clamp_(0, 1)
 
+    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+        with stage(self.timer, "stitch", exclude="model"):
+            return upscale_tiled(self._run_tile, x, self.scale, self.tile, self.tile_overlap,
+                                 batch_tiles=self.device.type == "cuda")
+
     def _run_tile(self, tile: torch.Tensor) -> torch.Tensor:
-        inp = tile.to(self.dtype)
-        if self.device.type == "cuda":
-            inp = inp.contiguous(memory_format=torch.channels_last)
-        out = self.net(inp)
-        if self.dtype != torch.float32 and not torch.isfinite(out).all():
-            # fp16 overflow gives inf/NaN (black or white blotches); redo this tile in fp32.
-            out = self.net.float()(inp.float())
-            self.net.to(self.dtype)
-        return out
+        with stage(self.timer, "model"):
+            inp = tile.to(self.dtype)
+            if self.device.type == "cuda":
+                inp = inp.contiguous(memory_format=torch.channels_last)
+            out = self.net(inp)
+            if self._check_tiles and not torch.isfinite(out).all():
+                # fp16 overflow gives inf/NaN (black or white blotches); redo this tile in fp32, on a separate
+                # fp32 copy so the running (possibly compiled) fp16 net is never touched.
+                out = self._fp32()(inp.float())
+            return out
+
+    def _fp32(self) -> torch.nn.Module:
+        if self._fp32_net is None:
+            self._fp32_net = copy.deepcopy(self._eager).float()
+        return self._fp32_net
 
     # -- arrays --------------------------------------------------------------------------------------------
 
@@ -116,12 +151,21 @@ class Upscaler:
         peak = _peak(batch.dtype)
         outs = []
         for i in range(0, len(batch), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(batch[i : i + self.batch_size]))
-            x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(peak)
+            with stage(self.timer, "to_tensor"):
+                chunk = np.ascontiguousarray(batch[i : i + self.batch_size])
+                if self._transfer is not None:
+                    x = self._transfer.upload(chunk)  # pinned buffer, non-blocking copy on a side stream
+                else:
+                    x = torch.from_numpy(chunk)
+                # Integer -> float (and the layout change) on the device, where it is cheapest.
+                x = x.permute(0, 3, 1, 2).float().div_(peak)
             y = self.upscale_tensor(x)
-            y = y.mul_(peak).round_().permute(0, 2, 3, 1)
-            outs.append(y.to(torch.int32 if peak > 255 else torch.uint8).cpu().numpy().astype(batch.dtype))
-        out = np.concatenate(outs)
+            with stage(self.timer, "from_tensor"):
+                y = y.mul_(peak).round_().permute(0, 2, 3, 1)
+                y = y.to(torch.int32 if peak > 255 else torch.uint8)
+                host = self._transfer.download(y) if self._transfer is not None else y.numpy()
+                outs.append(host.astype(batch.dtype, copy=False))
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
         return out[0] if single else out
 
     # -- files ---------------------------------------------------------------------------------------------
@@ -135,12 +179,12 @@ class Upscaler:
     def upscale_video(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                       options: EncodeOptions | None = None, overwrite: bool = False,
                       progress: Callable[[int], None] | None = None,
-                      on_start: Callable[..., None] | None = None) -> VideoResult:
+                      on_start: Callable[..., None] | None = None, sequential: bool = False) -> VideoResult:
         from .video import EncodeOptions, upscale_video
 
         return upscale_video(Path(src), Path(dst), self.upscale_array, options=options or EncodeOptions(),
                              batch_size=self.batch_size, overwrite=overwrite, progress=progress,
-                             on_start=on_start)
+                             on_start=on_start, timer=self.timer, sequential=sequential)
 
     # -- sizing --------------------------------------------------------------------------------------------
 

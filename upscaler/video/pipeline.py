@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..fileio import atomic_output, check_output_path
+from ..stages import StageTimer, stage
 from .decode import Batch, Decoder
 from .encode import Writer
 from .options import EncodeOptions, plan_encoder
@@ -65,6 +66,8 @@ def upscale_video(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[VideoInfo], None] | None = None,
+    timer: StageTimer | None = None,
+    sequential: bool = False,
 ) -> VideoResult:
     """Upscale every frame of ``src`` with ``frame_fn`` and write ``dst``; all other streams go along.
 
@@ -90,6 +93,9 @@ def upscale_video(
       Container and stream tags (language, title...) and the display rotation are carried over.
     - Errors the user can cause raise a one-line MediaError, and no output file is left behind
       (not even a temporary one), also on Ctrl-C.
+
+    ``timer`` collects the decode and encode stage times (``upscale bench``). ``sequential=True`` runs the
+    plain loop instead - decode a batch, upscale it, encode it, in this thread - as the bench's baseline.
     """
     src, dst = Path(src), Path(dst)
     options = options or EncodeOptions()
@@ -112,7 +118,8 @@ def upscale_video(
             writer = Writer(tmp, dst, plan, info, container, streams)
             try:
                 writer.open()
-                _run(decoder, writer, frame_fn, batch_size, progress)
+                run = _run_sequential if sequential else _run
+                run(decoder, writer, frame_fn, batch_size, progress, timer)
             finally:
                 writer.abort()  # a no-op after a clean finish
         elapsed = time.perf_counter() - start
@@ -148,22 +155,50 @@ class _Stopped(Exception):
 _END = object()
 
 
+def _timed_batches(decoder: Decoder, batch_size: int, timer: StageTimer | None) -> Iterator[Batch]:
+    batches = decoder.batches(batch_size)
+    while True:
+        with stage(timer, "decode"):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch
+
+
+def _run_sequential(decoder: Decoder, writer: Writer, frame_fn: FrameFn, batch_size: int,
+                    progress: Callable[[int], None] | None, timer: StageTimer | None) -> None:
+    shape: tuple[int, ...] | None = None
+    for batch in _timed_batches(decoder, batch_size, timer):
+        out = None
+        if batch.frames is not None:
+            out = frame_fn(batch.frames)
+            shape = _check_output(out, batch, shape)
+        with stage(timer, "encode"):
+            writer.write(batch, out)
+        if progress is not None and batch.frames is not None:
+            progress(len(batch.pts))
+    with stage(timer, "encode"):
+        writer.finish()
+
+
 def _run(decoder: Decoder, writer: Writer, frame_fn: FrameFn, batch_size: int,
-         progress: Callable[[int], None] | None) -> None:
+         progress: Callable[[int], None] | None, timer: StageTimer | None) -> None:
     stop = threading.Event()
     errors: list[BaseException] = []
     decoded: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
     upscaled: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
 
     def produce() -> None:
-        for batch in decoder.batches(batch_size):
+        for batch in _timed_batches(decoder, batch_size, timer):
             _put(decoded, batch, stop)
         _put(decoded, _END, stop)
 
     def consume() -> None:
         while (item := _get(upscaled, stop)) is not _END:
-            writer.write(*item)
-        writer.finish()
+            with stage(timer, "encode"):
+                writer.write(*item)
+        with stage(timer, "encode"):
+            writer.finish()
 
     threads = [
         threading.Thread(target=_guard, args=(produce, stop, errors), name="video-decode", daemon=True),

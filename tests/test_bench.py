@@ -1,0 +1,125 @@
+"""`upscale bench` and the stage timing behind it, on tiny inputs (CPU, a few seconds)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import REPO
+
+from upscaler import Upscaler
+from upscaler.bench import prepare_clip, read_frames
+from upscaler.cli import main
+from upscaler.stages import STAGES, StageTimer, stage
+from upscaler.tiling import upscale_tiled
+
+SAMPLE = REPO / "samples" / "bbb_320x180.mp4"
+
+
+def test_bench_json_reports_every_figure() -> None:
+    result = CliRunner().invoke(main, ["bench", "--json", "--frames", "4", "--size", "64x36", "--device", "cpu",
+                                       "--min-time", "0.2", "--tile", "24", "--preset", "ultrafast"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert r["input"] == [64, 36] and r["output"] == [256, 144]
+    assert r["end_to_end"]["frames"] == r["sequential"]["frames"] == 4
+    assert r["bare"]["fps"] > 0 and r["end_to_end"]["fps"] > 0 and r["sequential"]["fps"] > 0
+    assert r["ratio"] == pytest.approx(r["end_to_end"]["fps"] / r["bare"]["fps"])
+    assert r["speedup"] == pytest.approx(r["end_to_end"]["fps"] / r["sequential"]["fps"])
+    assert set(r["stages"]) == set(STAGES) and all(s > 0 for s in r["stages"].values())
+    # Threads overlap, so only each thread's busy time is bounded by the wall time; in the one-thread
+    # sequential loop the stages add up to at most its wall time.
+    wall = r["end_to_end"]["seconds"]
+    assert all(t["busy_s"] <= wall * 1.05 + 0.01 for t in r["threads"].values())
+    assert r["bound_by"] in r["threads"]
+    seq = r["sequential"]
+    assert 0 < sum(seq["stages"].values()) <= seq["seconds"] * 1.05 + 0.01
+    assert r["memory"]["rss_peak_mb"] > 0 and r["memory"]["gpu_peak_mb"] is None
+    assert r["psnr"]["frames"] == 4 and r["psnr"]["model_db"] > 10 and r["psnr"]["bicubic_db"] > 10
+
+
+def test_bench_rejects_odd_size() -> None:
+    result = CliRunner().invoke(main, ["bench", "--size", "63x36", "--frames", "2"])
+    assert result.exit_code != 0 and "must be even" in result.stderr
+
+
+def test_timing_does_not_change_the_output() -> None:
+    frames = read_frames(SAMPLE, 2)[:, :48, :64]
+    up = Upscaler(scale=4, tile=24, tile_overlap=8, device="cpu")  # a 3x2 grid of tiles, one frame per call on CPU
+    plain = up.upscale_array(frames)
+    up.timer = StageTimer()
+    timed = up.upscale_array(frames)
+    assert np.array_equal(plain, timed)
+    assert up.timer.calls["model"] == 2 * 6 and up.timer.seconds["stitch"] > 0
+
+
+def test_batched_tiles_match_one_by_one() -> None:
+    up = Upscaler(scale=4, device="cpu")
+    x = torch.from_numpy(read_frames(SAMPLE, 2)[:, :50, :70]).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        calls: list[int] = []
+
+        def run(t: torch.Tensor) -> torch.Tensor:
+            calls.append(len(t))
+            return up.net(t)
+
+        one = upscale_tiled(run, x, 4, 20, 8)
+        n_single = len(calls)
+        batched = upscale_tiled(run, x, 4, 20, 8, batch_tiles=True)
+    assert len(calls) - n_single < n_single  # fewer, bigger calls
+    torch.testing.assert_close(batched, one, atol=1e-5, rtol=0)
+
+
+def test_stage_excludes_nested_time() -> None:
+    timer = StageTimer()
+    with stage(timer, "stitch", exclude="model"):
+        with stage(timer, "model"):
+            time.sleep(0.05)
+    assert timer.seconds["model"] >= 0.05 and 0 <= timer.seconds["stitch"] < 0.02
+    with stage(None, "model"):  # timing off: a no-op
+        pass
+
+
+def test_sequential_loop_writes_the_same_video(tmp_path: Path) -> None:
+    clip = prepare_clip(SAMPLE, tmp_path / "in.mp4", (48, 32), 5)
+    up = Upscaler(scale=2, device="cpu")
+    a = up.upscale_video(clip, tmp_path / "a.mkv")
+    b = up.upscale_video(clip, tmp_path / "b.mkv", sequential=True)
+    assert a.frames == b.frames == 5
+    with av.open(str(tmp_path / "a.mkv")) as ca, av.open(str(tmp_path / "b.mkv")) as cb:
+        fa = [f.to_ndarray(format="rgb24") for f in ca.decode(video=0)]
+        fb = [f.to_ndarray(format="rgb24") for f in cb.decode(video=0)]
+    assert len(fa) == 5 and all(np.array_equal(x, y) for x, y in zip(fa, fb, strict=True))
+
+
+def test_prepare_clip_loops_a_short_clip(tmp_path: Path) -> None:
+    clip = prepare_clip(SAMPLE, tmp_path / "long.mp4", (32, 18), 30)  # the sample has 24 frames
+    assert len(read_frames(clip, 100)) == 30
+
+
+def test_overflowing_tile_is_redone_in_fp32() -> None:
+    # A half-precision net whose output overflows on one tile (the white corner): that tile alone is redone
+    # in fp32, and the frame matches an fp32 run instead of showing a black or white blotch.
+    frames = read_frames(SAMPLE, 1)[:, :48, :64].copy()
+    frames[:, :8, :8] = 255
+    up = Upscaler(scale=4, tile=24, tile_overlap=8, device="cpu", precision="bf16")
+    real = up.net
+    overflowed: list[bool] = []
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        out = real(x)
+        overflowed.append(bool(x[..., :4, :4].min() >= 1))
+        return out.fill_(float("inf")) if overflowed[-1] else out
+
+    up.net = net  # type: ignore[assignment]
+    out = up.upscale_array(frames).astype(np.int16)
+    ref = Upscaler(scale=4, tile=24, tile_overlap=8, device="cpu").upscale_array(frames).astype(np.int16)
+    assert up._fp32_net is not None and sum(overflowed) == 2  # found in the fast pass, then in the checked one
+    assert np.abs(out - ref)[:, :80, :80].max() <= 1  # only the redone tile covers this area: fp32
+    assert np.abs(out - ref).mean() < 2  # the rest is bf16, close to fp32

@@ -1,0 +1,288 @@
+"""``upscale bench``: is the video pipeline as fast as the network alone, and which stage bounds it?
+
+One run measures, for one model, device and input size:
+
+- **bare**: the generator alone on a batch of whole frames already on the device (warm, synchronised);
+- **end to end**: ``upscale_video`` on a real clip (decode, tiling, model, stitching, encode, all overlapped),
+  with per-stage times and the peak memory;
+- **sequential**: the plain loop over the same clip and encoder (decode a frame, upscale it, encode it);
+- **PSNR-Y** of the model and of bicubic on the clip's own frames, downscaled by the scale and brought back.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+
+from .engine import Upscaler
+from .errors import UpscalerError
+from .memwatch import MemoryWatch, peak_rss_bytes
+from .metrics import psnr_y
+from .resize import bicubic_downscale, bicubic_resize
+from .stages import STAGES, StageTimer
+from .video import EncodeOptions, probe_video
+
+SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "samples" / "bbb_320x180.mp4"
+
+# Which thread of the pipeline does each stage; the busiest thread bounds the throughput.
+THREAD_OF_STAGE = {"decode": "decode", "to_tensor": "model", "model": "model", "stitch": "model",
+                   "from_tensor": "model", "encode": "encode"}
+_PSNR_FRAMES = 4
+_MB = 1024 * 1024
+
+
+@dataclass
+class BenchConfig:
+    clip: Path = SAMPLE_CLIP
+    size: tuple[int, int] | None = None  # (width, height); None keeps the clip's
+    frames: int | None = None  # None keeps the clip's count; more than it loops the clip
+    encode: EncodeOptions | None = None
+    bare_seconds: float = 2.0  # measure the bare model for at least this long
+    sequential: bool = True
+
+
+def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
+    """Measure everything; returns the report as plain JSON-able data."""
+    encode = config.encode or EncodeOptions()
+    cuda = up.device.type == "cuda"
+    with tempfile.TemporaryDirectory(prefix="upscale-bench-") as tmp:
+        clip = config.clip
+        if config.size is not None or config.frames is not None:
+            clip = prepare_clip(config.clip, Path(tmp) / "input.mp4", config.size, config.frames)
+        info = probe_video(clip)
+        hr = read_frames(clip, max(up.batch_size, _PSNR_FRAMES))
+        width, height = info.width, info.height
+
+        bare = bare_model_fps(up, (height, width), config.bare_seconds)
+        up.upscale_array(hr[: up.batch_size])  # warm the tiled path (and torch.compile's tile shapes)
+
+        # On CUDA, timing synchronises per stage and so removes overlap: time the fps untimed, stages apart.
+        up.timer = None if cuda else StageTimer()
+        with MemoryWatch(up.device) as mem:
+            result = up.upscale_video(clip, Path(tmp) / "e2e.mp4", options=encode, overwrite=True)
+        if cuda:
+            up.timer = StageTimer(sync=lambda: torch.cuda.synchronize(up.device))
+            up.upscale_video(clip, Path(tmp) / "e2e_timed.mp4", options=encode, overwrite=True)
+        stages, up.timer = up.timer, None
+
+        sequential = None
+        if config.sequential:
+            sequential = _sequential(up, clip, Path(tmp) / "sequential.mp4", encode, timed=not cuda)
+        quality = psnr_vs_bicubic(up, hr[:_PSNR_FRAMES])
+
+    e2e_fps = result.fps
+    assert stages is not None
+    busy = thread_busy(stages)
+    report: dict[str, Any] = {
+        "device": describe_device(up.device),
+        "torch_threads": torch.get_num_threads(),
+        "model": up.describe(),
+        "scale": up.scale,
+        "precision": str(up.dtype).removeprefix("torch."),
+        "tile": up.tile,
+        "batch_size": up.batch_size,
+        "compile": up.compiled,
+        "codec": result.codec,
+        "clip": str(config.clip),
+        "input": [width, height],
+        "output": [result.width, result.height],
+        "bare": bare,
+        "end_to_end": {"fps": e2e_fps, "seconds": result.elapsed, "frames": result.frames},
+        "ratio": e2e_fps / bare["fps"] if bare["fps"] else None,
+        "stages": {name: stages.seconds[name] for name in STAGES},
+        "threads": {name: {"busy_s": s, "share": s / result.elapsed if result.elapsed else None}
+                    for name, s in busy.items()},
+        "bound_by": max(busy, key=lambda name: busy[name]),
+        "sequential": sequential,
+        "speedup": e2e_fps / sequential["fps"] if sequential and sequential["fps"] else None,
+        "memory": {
+            "rss_peak_mb": _mb(peak_rss_bytes()),
+            "rss_start_mb": _mb(mem.report.rss_start),
+            "rss_growth_mb": _mb(mem.report.rss_growth),
+            "gpu_peak_mb": _mb(mem.report.gpu_peak),
+        },
+        "psnr": quality,
+        "notes": _notes(up, busy, encode),
+    }
+    return report
+
+
+def _sequential(up: Upscaler, clip: Path, dst: Path, encode: EncodeOptions, timed: bool) -> dict[str, Any]:
+    """The straightforward loop: one frame at a time through decode -> model -> encode, in one thread."""
+    batch_size, up.batch_size = up.batch_size, 1
+    up.timer = StageTimer() if timed else None
+    try:
+        result = up.upscale_video(clip, dst, options=encode, overwrite=True, sequential=True)
+    finally:
+        up.batch_size = batch_size
+        timer, up.timer = up.timer, None
+    stages = {name: timer.seconds[name] for name in STAGES} if timer is not None else None
+    return {"fps": result.fps, "seconds": result.elapsed, "frames": result.frames, "stages": stages}
+
+
+def thread_busy(timer: StageTimer) -> dict[str, float]:
+    busy = {"decode": 0.0, "model": 0.0, "encode": 0.0}
+    for name, seconds in timer.seconds.items():
+        busy[THREAD_OF_STAGE[name]] += seconds
+    return busy
+
+
+@torch.inference_mode()
+def bare_model_fps(up: Upscaler, size: tuple[int, int], min_seconds: float) -> dict[str, Any]:
+    """The generator alone on ``batch_size`` whole frames on the device: no tiling, no copies, no I/O."""
+    x = torch.rand(up.batch_size, 3, *size, device=up.device).to(up.dtype)
+    if up.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def sync() -> None:
+        if up.device.type == "cuda":
+            torch.cuda.synchronize(up.device)
+
+    for _ in range(3 if up.compiled else 1):  # warm-up: allocator, cuDNN autotune, compilation
+        up.net(x)
+    sync()
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < min_seconds:
+        up.net(x)
+        calls += 1
+        sync()
+    elapsed = time.perf_counter() - start
+    return {"fps": calls * up.batch_size / elapsed, "batch": up.batch_size, "calls": calls, "seconds": elapsed}
+
+
+@torch.inference_mode()
+def psnr_vs_bicubic(up: Upscaler, frames: np.ndarray) -> dict[str, Any] | None:
+    """PSNR-Y (border of ``scale`` cropped) against the clip's frames taken as ground truth, after an
+    antialiased bicubic downscale by the model's scale: the model's output vs plain bicubic upscaling."""
+    s = up.scale
+    h, w = frames.shape[1] // s * s, frames.shape[2] // s * s
+    if up.outscale != s or h < 4 * s or w < 4 * s:
+        return None
+    hr = torch.from_numpy(np.ascontiguousarray(frames[:, :h, :w])).permute(0, 3, 1, 2).float() / 255
+    lr = (bicubic_downscale(hr, s) * 255).round() / 255  # quantised like a real 8-bit input
+    sr = up.upscale_tensor(lr).float().cpu()
+    bicubic = bicubic_resize(lr, (h, w)).clamp(0, 1)
+    model = [psnr_y(sr[i : i + 1], hr[i : i + 1], s) for i in range(len(hr))]
+    base = [psnr_y(bicubic[i : i + 1], hr[i : i + 1], s) for i in range(len(hr))]
+    return {"model_db": float(np.mean(model)), "bicubic_db": float(np.mean(base)), "frames": len(hr)}
+
+
+def read_frames(clip: Path, count: int) -> np.ndarray:
+    """The first ``count`` frames as RGB uint8 (N,H,W,3)."""
+    frames = []
+    with av.open(str(clip)) as container:
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == count:
+                break
+    return np.stack(frames)
+
+
+def prepare_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int | None) -> Path:
+    """A copy of ``src`` at ``size`` with ``frames`` frames (looping the source), near-lossless H.264."""
+    if not src.exists():
+        raise UpscalerError(f"{src}: no such file")
+    info = probe_video(src)
+    width, height = size or (info.width, info.height)
+    if width % 2 or height % 2 or width < 2 or height < 2:
+        raise UpscalerError(f"--size {width}x{height}: width and height must be even (yuv420p)")
+    wanted = frames if frames is not None else info.frames
+    if wanted is not None and wanted < 1:
+        raise UpscalerError("--frames must be at least 1")
+    fps = info.fps or Fraction(24)
+    written = 0
+    with av.open(str(dst), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "8", "preset": "veryfast"}
+        while wanted is None or written < wanted:
+            before = written
+            with av.open(str(src)) as inp:
+                for frame in inp.decode(video=0):
+                    if wanted is not None and written >= wanted:
+                        break
+                    small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+                    small.pts, small.time_base = written, 1 / fps
+                    out.mux(stream.encode(small))
+                    written += 1
+            if written == before or wanted is None:
+                break
+        out.mux(stream.encode(None))
+    return dst
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+def _notes(up: Upscaler, busy: dict[str, float], encode: EncodeOptions) -> list[str]:
+    notes = []
+    bound = max(busy, key=lambda name: busy[name])
+    if bound == "encode":
+        hint = " (try --codec h264_nvenc or hevc_nvenc)" if up.device.type == "cuda" and \
+            not encode.codec.endswith("_nvenc") else " (try a faster --preset)"
+        notes.append(f"encoding ({encode.codec}) bounds the run, not the model{hint}")
+    elif bound == "decode":
+        notes.append("decoding bounds the run, not the model")
+    return notes
+
+
+def _mb(n: int | None) -> float | None:
+    return None if n is None else round(n / _MB, 1)
+
+
+def render(report: dict[str, Any]) -> Any:
+    """A rich renderable of the report for the terminal."""
+    from rich.console import Group
+    from rich.table import Table
+
+    r = report
+    head = Table(show_header=True, title=f"upscale bench: {r['model']}")
+    for column in ("device", "input", "output", "bare fps", "end-to-end fps", "ratio", "sequential fps",
+                   "speed-up", "bound by"):
+        head.add_column(column, justify="right")
+    seq = r["sequential"]
+    head.add_row(r["device"], "x".join(map(str, r["input"])), "x".join(map(str, r["output"])),
+                 f"{r['bare']['fps']:.2f}", f"{r['end_to_end']['fps']:.2f}", _fmt(r["ratio"], "{:.2f}"),
+                 _fmt(seq and seq["fps"], "{:.2f}"), _fmt(r["speedup"], "{:.2f}x"), r["bound_by"])
+
+    frames = max(1, r["end_to_end"]["frames"])
+    stages = Table(title="stages (end to end; decode, model and encode threads overlap)")
+    for column in ("stage", "thread", "total s", "ms / frame", "sequential s"):
+        stages.add_column(column, justify="right")
+    for name, seconds in r["stages"].items():
+        seq_s = seq["stages"][name] if seq and seq["stages"] else None
+        stages.add_row(name, THREAD_OF_STAGE[name], f"{seconds:.3f}", f"{1000 * seconds / frames:.1f}",
+                       _fmt(seq_s, "{:.3f}"))
+    for name, thread in r["threads"].items():
+        stages.add_row(f"[bold]{name} thread[/bold]", "", f"{thread['busy_s']:.3f}",
+                       f"{1000 * thread['busy_s'] / frames:.1f}", f"busy {_fmt(thread['share'], '{:.0%}')}")
+
+    mem, psnr = r["memory"], r["psnr"]
+    lines = [
+        f"wall {r['end_to_end']['seconds']:.2f} s for {frames} frames; {r['codec']}, tile {r['tile'] or 'off'}, "
+        f"batch {r['batch_size']}, {r['precision']}, {r['torch_threads']} torch threads"
+        f"{', torch.compile' if r['compile'] else ''}",
+        f"memory: peak RSS {mem['rss_peak_mb']} MB (grew {mem['rss_growth_mb']} MB during the run)"
+        + (f", GPU peak {mem['gpu_peak_mb']} MB" if mem["gpu_peak_mb"] is not None else ""),
+    ]
+    if psnr:
+        lines.append(f"PSNR-Y vs ground truth ({psnr['frames']} frames, downscaled x{r['scale']} and back): "
+                     f"model {psnr['model_db']:.2f} dB, bicubic {psnr['bicubic_db']:.2f} dB")
+    lines += [f"note: {note}" for note in r["notes"]]
+    return Group(head, stages, *lines)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else spec.format(value)
