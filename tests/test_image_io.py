@@ -365,7 +365,17 @@ def test_bad_quality_and_unwritable_output(tmp_path: Path) -> None:
     (tmp_path / "blocked").write_text("a file where a folder should be")
     with pytest.raises(MediaError) as exc:
         write_image(tmp_path / "blocked" / "out.png", image)
-    check_one_line_error(exc, "cannot write")
+    check_one_line_error(exc, "cannot write", "is a file, not a folder")
+    # Deeper under the file too, and refused before the network runs (not "File exists" at the end).
+    src = save_png(tmp_path / "src.png", gradient_rgba())
+
+    def never(batch: np.ndarray) -> np.ndarray:
+        raise AssertionError("the network ran although the output cannot be written")
+
+    with pytest.raises(MediaError) as exc:
+        upscale_image_file(src, tmp_path / "blocked" / "sub" / "out.png", never)
+    check_one_line_error(exc, "cannot write", "blocked is a file, not a folder")
+    (tmp_path / "src.png").unlink()
     with pytest.raises(MediaError) as exc:
         write_image(tmp_path / "wide.webp", Image(rgb=np.zeros((1, 16384, 3), np.uint8)))
     check_one_line_error(exc, "16383", "16384x1")

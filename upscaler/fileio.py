@@ -23,6 +23,17 @@ def check_output_path(src: Path, dst: Path, overwrite: bool) -> None:
         raise MediaError(f"{dst}: already exists (use --overwrite to replace it)")
     if dst.exists() and dst.is_dir():
         raise MediaError(f"{dst}: is a directory")
+    _check_parent(dst)
+
+
+def _check_parent(dst: Path) -> None:
+    """The output's folder exists or can be made: no plain file sits where a folder of the path should be
+    (mkdir's own error for that, "File exists", says nothing useful). Checked before any work is done."""
+    for parent in Path(dst).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise MediaError(f"{dst}: cannot write ({parent} is a file, not a folder)")
+            return
 
 
 def temporary_path(dst: Path) -> Path:
@@ -38,6 +49,7 @@ def atomic_output(dst: Path) -> Iterator[Path]:
     ever sits under the final name.
     """
     tmp = temporary_path(dst)
+    _check_parent(dst)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
