@@ -177,6 +177,21 @@ def test_16bit_stays_16bit(tmp_path: Path, ext: str, with_alpha: bool) -> None:
         np.testing.assert_array_equal(out.alpha, nearest2(rgba[None, :, :, 3:].repeat(3, 3))[0, :, :, 0])
 
 
+def test_rgba_tiff_from_other_tools_is_not_premultiplied(tmp_path: Path) -> None:
+    # Pillow, GIMP and Photoshop tag TIFF alpha as unassociated (ExtraSamples = 2); OpenCV's 8-bit TIFF reader
+    # premultiplied it, so a 50 %-transparent white came back grey and the upscaled output darker.
+    rgba = gradient_rgba()
+    PILImage.fromarray(rgba, "RGBA").save(tmp_path / "in.tif")
+    with PILImage.open(tmp_path / "in.tif") as im:
+        assert im.tag_v2.get(338) == (2,)
+    image = read_image(tmp_path / "in.tif")
+    np.testing.assert_array_equal(image.rgb, rgba[:, :, :3])
+    assert image.alpha is not None
+    np.testing.assert_array_equal(image.alpha, rgba[:, :, 3])
+    upscale_image_file(tmp_path / "in.tif", tmp_path / "out.png", nearest2)
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png").rgb, nearest2(rgba[None, :, :, :3])[0])
+
+
 def test_16bit_gray_png(tmp_path: Path) -> None:
     gray = (np.arange(32 * 32, dtype=np.uint32).reshape(32, 32) * 64).astype(np.uint16)
     src = save_png(tmp_path / "g16.png", gray)

@@ -116,6 +116,8 @@ def read_image(path: Path | str) -> Image:
         raise MediaError(f"{path}: not an image (cannot decode)")
 
     header = _read_header(path)
+    if header.tiff_unassociated_alpha and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 4:
+        arr = _tiff_straight_rgba(path, arr)
     arr = _to_supported_depth(arr, path)
     arr = _apply_orientation(arr, header.orientation)
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -150,6 +152,7 @@ class _Header:
     orientation: int = 1
     icc_profile: bytes | None = None
     alpha: bool = True  # unknown counts as "may have alpha"
+    tiff_unassociated_alpha: bool = False  # ExtraSamples = 2, what Pillow, GIMP and Photoshop write
 
 
 def _read_header(path: Path) -> _Header:
@@ -168,12 +171,29 @@ def _read_header(path: Path) -> _Header:
                     icc_profile=im.info.get("icc_profile") or None,
                     alpha="A" in im.mode or "a" in im.mode or "transparency" in im.info,
                 )
+                if im.format == "TIFF":
+                    extra = im.tag_v2.get(338)
+                    header.tiff_unassociated_alpha = 2 in (extra if isinstance(extra, tuple) else (extra,))
                 # PNG's getexif() decodes the whole image when there is no eXIf before IDAT: skip it.
                 if im.format != "PNG" or "exif" in im.info:
                     header.orientation = int(im.getexif().get(0x0112, 1) or 1)
                 return header
     except Exception:
         return _Header()
+
+
+def _tiff_straight_rgba(path: Path, arr: np.ndarray) -> np.ndarray:
+    """OpenCV reads 8-bit TIFFs through libtiff's RGBA interface, which premultiplies unassociated alpha:
+    every semi-transparent pixel would come back darkened. Pillow gives the stored, straight values."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with PILImage.open(path) as im:
+                if im.mode != "RGBA" or im.size != (arr.shape[1], arr.shape[0]):
+                    return arr
+                return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGBA2BGRA)
+    except Exception:
+        return arr  # keep OpenCV's pixels rather than fail a file it could decode
 
 
 def _to_supported_depth(arr: np.ndarray, path: Path) -> np.ndarray:
