@@ -192,6 +192,25 @@ def test_rgba_tiff_from_other_tools_is_not_premultiplied(tmp_path: Path) -> None
     np.testing.assert_array_equal(read_image(tmp_path / "out.png").rgb, nearest2(rgba[None, :, :, :3])[0])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_tiff_alpha_is_tagged_as_alpha(tmp_path: Path, dtype: type, capfd: pytest.CaptureFixture[str]) -> None:
+    # OpenCV writes RGBA TIFFs without ExtraSamples: libtiff readers then see an unspecified 4th channel
+    # ("Defining non-color channels as ExtraSamples"), not transparency.
+    rgba = gradient_rgba(dtype=dtype)
+    write_image(tmp_path / "out.tif", Image(rgb=rgba[:, :, :3].copy(), alpha=rgba[:, :, 3].copy()))
+    with PILImage.open(tmp_path / "out.tif") as im:
+        assert im.tag_v2.get(338) == (2,)  # ExtraSamples: one, unassociated alpha
+    capfd.readouterr()
+    back = read_image(tmp_path / "out.tif")
+    assert "ExtraSamples" not in capfd.readouterr().err
+    np.testing.assert_array_equal(back.rgb, rgba[:, :, :3])
+    assert back.alpha is not None
+    np.testing.assert_array_equal(back.alpha, rgba[:, :, 3])
+    if dtype == np.uint8:  # and Pillow (not libtiff's premultiplying RGBA path) reads it as written
+        with PILImage.open(tmp_path / "out.tif") as im:
+            np.testing.assert_array_equal(np.asarray(im.convert("RGBA")), rgba)
+
+
 def test_16bit_gray_png(tmp_path: Path) -> None:
     gray = (np.arange(32 * 32, dtype=np.uint32).reshape(32, 32) * 64).astype(np.uint16)
     src = save_png(tmp_path / "g16.png", gray)

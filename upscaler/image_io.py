@@ -15,6 +15,7 @@ Decisions, so callers know what to expect:
 from __future__ import annotations
 
 import contextlib
+import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -295,6 +296,8 @@ def write_image(path: Path | str, image: Image, quality: int | None = None) -> l
     elif fmt == "webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, quality or DEFAULT_QUALITY]
     buf = _encode(path, fmt, pixels, params, _icc_for(image.icc_profile, fmt, pixels))
+    if fmt == "tiff" and pixels.ndim == 3 and pixels.shape[2] == 4:
+        buf = _tiff_mark_alpha(buf)
     try:
         with atomic_output(path) as tmp:
             tmp.write_bytes(memoryview(buf))
@@ -318,6 +321,35 @@ def _encode(path: Path, fmt: str, pixels: np.ndarray, params: list[int], icc: by
     if not ok:
         raise MediaError(f"{path}: cannot encode as {fmt.upper()}")
     return buf
+
+
+def _tiff_mark_alpha(buf: np.ndarray) -> np.ndarray:
+    """Tag a 4-sample TIFF's 4th sample as unassociated alpha: OpenCV writes no ExtraSamples tag, so
+    libtiff-based readers (GIMP, ImageMagick...) take it for an unspecified extra channel, not alpha.
+
+    The first IFD is copied to the end of the file with tag 338 added and the header pointed at the copy;
+    the pixel data and every offset stay as they are. Anything unexpected leaves the bytes unchanged.
+    """
+    data = buf.tobytes()
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(data[:4])
+    if order is None:
+        return buf  # BigTIFF, or not a TIFF
+    (ifd,) = struct.unpack_from(order + "I", data, 4)
+    if ifd < 8 or ifd + 2 > len(data):
+        return buf
+    (count,) = struct.unpack_from(order + "H", data, ifd)
+    end = ifd + 2 + 12 * count
+    if end + 4 > len(data):
+        return buf
+    entries = [data[ifd + 2 + 12 * i : ifd + 14 + 12 * i] for i in range(count)]
+    if any(struct.unpack_from(order + "H", e)[0] == 338 for e in entries):
+        return buf
+    entries.append(struct.pack(order + "HHIH", 338, 3, 1, 2) + b"\x00\x00")  # SHORT 2: unassociated alpha
+    entries.sort(key=lambda e: struct.unpack_from(order + "H", e)[0])
+    pad = b"\x00" * (len(data) % 2)  # IFDs start on a word boundary
+    table = struct.pack(order + "H", count + 1) + b"".join(entries) + data[end : end + 4]
+    out = data[:4] + struct.pack(order + "I", len(data) + len(pad)) + data[8:] + pad + table
+    return np.frombuffer(out, dtype=np.uint8)
 
 
 def _icc_for(icc: bytes | None, fmt: str, pixels: np.ndarray) -> bytes | None:
