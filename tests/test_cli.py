@@ -178,3 +178,20 @@ def test_ctrl_c_leaves_no_output(work: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert_one_line_error(proc.returncode, err)
     no_files_but(work, work / "in.mp4")
+
+
+def test_webm_output_gets_a_codec_webm_takes(tmp_path: Path) -> None:
+    src = shared_path("clips", "realshort.mp4")
+    dst = tmp_path / "short.webm"
+    code, _, err = run("video", str(src), "-o", str(dst), "--scale", "2", "--preset", "8", "--quiet")
+    assert code == 0, err
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.name == "vp9"
+        assert sum(1 for _ in c.decode(video=0)) == 36
+
+
+def test_usage_errors_are_one_line_too(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "upscaler", "video", str(SAMPLE), "--scale", "3"],
+                          capture_output=True, text=True, timeout=60)
+    assert_one_line_error(proc.returncode, proc.stderr)
+    assert "--scale" in proc.stderr

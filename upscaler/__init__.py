@@ -4,10 +4,29 @@
 >>> Upscaler().upscale_video("in.mp4", "in_x4.mp4")
 """
 
-from .engine import Upscaler
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import MediaError, ModelLoadError, UpscalerError
-from .model_loading import LoadedModel, load_model, save_model
-from .video import EncodeOptions
+
+if TYPE_CHECKING:
+    from .engine import Upscaler
+    from .model_loading import LoadedModel, load_model, save_model
+    from .video import EncodeOptions
+
+# torch and PyAV load on first use, not on `import upscaler`: the CLI starts fast, and a Ctrl-C during
+# that load happens inside the CLI's error handling instead of printing a traceback.
+_LAZY = {"Upscaler": "engine", "LoadedModel": "model_loading", "load_model": "model_loading",
+         "save_model": "model_loading", "EncodeOptions": "video"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'upscaler' has no attribute {name!r}")
+
 
 __all__ = ["EncodeOptions", "LoadedModel", "MediaError", "ModelLoadError", "Upscaler", "UpscalerError",
            "load_model", "save_model"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import UpscalerError
 
@@ -58,16 +60,16 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Shipped or known model name (see `upscale models`), or a .safetensors/.pth file."),
         click.option("-s", "--scale", type=click.Choice(["2", "4"]), default=None,
                      help="Pick the shipped model of this scale (default x4)."),
-        click.option("--outscale", type=float, default=None,
+        click.option("--outscale", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Final scale: run the model, then resize its output (e.g. 3 or 1.5)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
                      show_default=True, help="auto = fp16 on CUDA, fp32 on CPU."),
-        click.option("--tile", type=int, default=None,
+        click.option("--tile", type=click.IntRange(min=0), default=None,
                      help="Tile side in input pixels; 0 = no tiling; default picks from the device."),
-        click.option("--tile-overlap", type=int, default=32, show_default=True,
+        click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True,
                      help="Context pixels around each tile, blended across seams."),
-        click.option("--batch-size", type=int, default=None, help="Frames per model call."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Frames per model call."),
         click.option("--compile", "compile_", is_flag=True,
                      help="Run the network through torch.compile (slow first frames, then faster on CUDA)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output (never the input)."),
@@ -80,8 +82,9 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def encode_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--codec", default="libx264", show_default=True,
-                     help="Video encoder: libx264, libx265, libsvtav1, ffv1, prores_ks, …"),
+        click.option("--codec", default=None,
+                     help="Video encoder: libx264 (default; libvpx-vp9 for .webm), libx265, libsvtav1, ffv1, "
+                     "prores_ks, …"),
         click.option("--crf", type=int, default=None, help="Constant rate factor (quality; lower is better)."),
         click.option("--preset", default=None, help="Encoder preset, in ffmpeg's words."),
         click.option("--pix-fmt", default=None, help="Output pixel format (default follows the input)."),
@@ -105,6 +108,24 @@ def default_output(src: Path, outscale: float) -> Path:
     return src.with_name(f"{src.stem}_x{factor}{src.suffix}")
 
 
+def run() -> None:
+    """Console-script entry: like ``main``, but usage errors, Ctrl-C and SIGTERM also end in one line."""
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _fail("interrupted; no output was left behind", 130)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C, so temporary outputs are removed on the way out.
+    raise KeyboardInterrupt
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="upscaler")
 def main() -> None:
@@ -118,7 +139,7 @@ def main() -> None:
 @model_options
 @encode_options
 @user_errors
-def video(src: Path, dst: Path | None, codec: str, crf: int | None, preset: str | None, pix_fmt: str | None,
+def video(src: Path, dst: Path | None, codec: str | None, crf: int | None, preset: str | None, pix_fmt: str | None,
           overwrite: bool, quiet: bool, **model_kw: Any) -> None:
     """Upscale a video, keeping audio, subtitles, timestamps and colour tags."""
     from .progress import frame_progress
@@ -130,12 +151,12 @@ def video(src: Path, dst: Path | None, codec: str, crf: int | None, preset: str 
     dst = dst or default_output(src, up.outscale)
     options = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
     if not quiet:
-        err_console.print(f"{src} → {dst}  [dim]{up.describe()}[/dim]")
+        err_console.print(f"{escape(str(src))} → {escape(str(dst))}  [dim]{up.describe()}[/dim]")
     with frame_progress(src.name, quiet, err_console) as bar:
         result = up.upscale_video(src, dst, options=options, overwrite=overwrite, progress=bar.advance,
                                   on_start=lambda info: bar.start(info.frames))
     if not quiet:
-        err_console.print(f"wrote {dst}: {result.frames} frames {result.width}x{result.height} "
+        err_console.print(f"wrote {escape(str(dst))}: {result.frames} frames {result.width}x{result.height} "
                           f"in {result.elapsed:.1f} s ({result.fps:.2f} fps)")
 
 
@@ -157,7 +178,7 @@ def image(src: Path, dst: Path | None, quality: int | None, overwrite: bool, qui
     for note in result.notes:
         click.echo(f"upscale: note: {note}", err=True)
     if not quiet:
-        err_console.print(f"wrote {dst}: {result.out_size[0]}x{result.out_size[1]}")
+        err_console.print(f"wrote {escape(str(dst))}: {result.out_size[0]}x{result.out_size[1]}")
 
 
 @main.command()
@@ -167,7 +188,7 @@ def image(src: Path, dst: Path | None, quality: int | None, overwrite: bool, qui
 @model_options
 @encode_options
 @user_errors
-def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str, crf: int | None, preset: str | None,
+def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str | None, crf: int | None, preset: str | None,
           pix_fmt: str | None, overwrite: bool, quiet: bool, **model_kw: Any) -> None:
     """Upscale every image and video under IN_DIR into OUT_DIR, mirroring the tree.
 
@@ -192,7 +213,7 @@ def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str, crf: int | None,
 
     def on_file(index: int, total: int, path: Path) -> None:
         if not quiet:
-            err_console.print(f"[{index + 1}/{total}] {path}")
+            err_console.print(f"\\[{index}/{total}] {escape(str(path))}")
 
     report = run_batch(in_dir, out_dir, process_image=process_image, process_video=process_video,
                        output_name=lambda p: p.with_name(f"{p.stem}{suffix}{p.suffix}"),
@@ -200,7 +221,11 @@ def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str, crf: int | None,
     if not quiet:
         print_summary(report, err_console)
     if report.failed_count:
-        _fail(f"{report.failed_count} file(s) failed (see the table above)")
+        if quiet:  # no table was printed: name each failure, one line each
+            for item in report.files:
+                if item.status == "failed":
+                    click.echo(f"upscale: failed: {item.src}: {item.note}", err=True)
+        _fail(f"{report.failed_count} file(s) failed" + ("" if quiet else " (see the table above)"))
 
 
 @main.command()

@@ -26,9 +26,12 @@ if TYPE_CHECKING:
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
-# On CPU, tiles of this many input pixels a side ran fastest per pixel for the compact x4 model
-# (bigger tiles spill the caches); see `upscale bench`.
-CPU_TILE = 256
+# CPU tile side, from `python scripts/tile_sweep.py` (compact x4, 2 cores, 2 torch threads, overlap 32), in
+# input Mpx/s: 320x180 whole frame 0.051, tile 320 0.049, 256 0.033, 192 0.032, 128 0.020; 640x360 whole
+# 0.060, 384 0.053-0.065, 320 0.042, 256 0.037, 128 0.022; 1280x720 tile 640 0.056, 384 0.055. Small tiles
+# lose to the 32-pixel context they recompute, and beyond ~384 the speed per pixel is flat: 640 runs frames
+# up to 640 a side whole and bounds the memory of bigger ones (a ~700x700 window is ~130 MB a feature map).
+CPU_TILE = 640
 MIN_TILE = 32
 
 
@@ -208,7 +211,7 @@ def _pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UpscalerError("--device cuda: no CUDA device is available (use --device cpu)")
+        raise UpscalerError(f"--device {device}: no CUDA device is available (use --device cpu)")
     try:
         return torch.device(device)
     except RuntimeError as exc:

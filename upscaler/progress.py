@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,7 +31,7 @@ class FrameProgress:
 
     def __init__(self, progress: Progress | None, label: str) -> None:
         self._progress = progress
-        self._task = progress.add_task(label, total=None) if progress else None
+        self._task = progress.add_task(escape(label), total=None) if progress else None
 
     def start(self, total: int | None) -> None:
         if self._progress is not None and self._task is not None:

@@ -50,6 +50,8 @@ def upscale_tiled(run: Runner, x: torch.Tensor, scale: int, tile: int, overlap: 
     if tile <= 0 or (h <= tile and w <= tile):
         return run(x)
     ys, xs = split_axis(h, tile), split_axis(w, tile)
+    # The ramps of a core's two edges must not cross, or weights add up past 1 (bright bands).
+    overlap = min(overlap, *(b - a for bounds in (ys, xs) for a, b in zip(bounds, bounds[1:], strict=False)))
     half = overlap / 2
     windows = []  # (iy, ix, y0, y1, x0, x1): the core plus the context margin, clipped to the frame
     for iy in range(len(ys) - 1):

@@ -65,14 +65,15 @@ class EncodeOptions:
     """How to encode the upscaled video.
 
     ``codec``: an FFmpeg encoder name (libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks,
-    h264_nvenc, hevc_nvenc). ``crf``: constant-quality level; None picks ours (18 for x264/x265,
+    h264_nvenc, hevc_nvenc); None = libx264, or libvpx-vp9 for a .webm output (WebM takes no
+    H.264). ``crf``: constant-quality level; None picks ours (18 for x264/x265,
     30 for SVT-AV1 and VP9); ignored by ffv1 (lossless) and prores_ks (fixed-rate profiles).
     ``preset``: FFmpeg's word for the codec (x264 "medium", SVT-AV1 "8", prores_ks profile "hq",
     VP9 cpu-used "4"). ``pix_fmt``: None follows the input (8-bit in -> yuv420p, 10-bit in ->
     yuv420p10le, or the encoder's closest).
     """
 
-    codec: str = "libx264"
+    codec: str | None = None
     crf: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None
@@ -100,6 +101,11 @@ def container_for(dst: Path) -> str:
     return muxer
 
 
+def default_codec(muxer: str) -> str:
+    """The encoder used when none is asked for: H.264 everywhere it may go, VP9 in WebM."""
+    return "libvpx-vp9" if muxer == "webm" else "libx264"
+
+
 def supported_codecs(muxer: str) -> set[str]:
     """Codec and encoder names the muxer can store (asked of FFmpeg on an in-memory container)."""
     with av.open(io.BytesIO(), mode="w", format=muxer) as probe:
@@ -109,7 +115,7 @@ def supported_codecs(muxer: str) -> set[str]:
 def plan_encoder(options: EncodeOptions, dst: Path, src_pix_fmt: str) -> EncoderPlan:
     """Validate ``options`` against this PyAV build and the output container; choose the pixel format."""
     muxer = container_for(dst)
-    codec = _video_encoder(options.codec)
+    codec = _video_encoder(options.codec or default_codec(muxer))
     fits = supported_codecs(muxer)
     if codec.name not in fits:
         usable = [c for c in KNOWN_CODECS if c in fits and c in av.codecs_available]
