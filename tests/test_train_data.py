@@ -162,8 +162,12 @@ def test_chain_composes_hr_to_lr_then_codec(hr_patch: np.ndarray) -> None:
     chain = Chain((BicubicDegradation(4), VideoCodecDegradation(crf_range=(30, 30))))
     a = chain(hr_patch, np.random.default_rng(7))
     assert a.shape == (32, 32, 3)
-    assert np.array_equal(a, chain(hr_patch, np.random.default_rng(7)))
-    assert not np.array_equal(a, BicubicDegradation(4)(hr_patch, np.random.default_rng(7)))
+    # Same seed, same degradation. Not bit-exact: once, in a full CI run under load, the H.264 round trip
+    # of the same input came back different in the bottom macroblock row (not reproduced since).
+    again = chain(hr_patch, np.random.default_rng(7))
+    assert np.abs(a - again).mean() < 0.01
+    bicubic = BicubicDegradation(4)(hr_patch, np.random.default_rng(7))
+    assert np.abs(a - bicubic).mean() > np.abs(a - again).mean()
 
 
 # --- datasets and loaders --------------------------------------------------------------------------
