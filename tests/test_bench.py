@@ -40,6 +40,7 @@ def test_bench_json_reports_every_figure() -> None:
     assert r["bound_by"] in r["threads"]
     seq = r["sequential"]
     assert 0 < sum(seq["stages"].values()) <= seq["seconds"] * 1.05 + 0.01
+    assert r["io_only"]["fps"] > r["end_to_end"]["fps"] and r["io_only"]["cpu_s_per_frame"] > 0
     assert r["memory"]["rss_peak_mb"] > 0 and r["memory"]["gpu_peak_mb"] is None
     assert r["psnr"]["frames"] == 4 and r["psnr"]["model_db"] > 10 and r["psnr"]["bicubic_db"] > 10
 

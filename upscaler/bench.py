@@ -12,6 +12,7 @@ One run measures, for one model, device and input size:
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 import torch
 
@@ -29,7 +31,7 @@ from .memwatch import MemoryWatch, peak_rss_bytes
 from .metrics import psnr_y
 from .resize import bicubic_downscale, bicubic_resize
 from .stages import STAGES, StageTimer
-from .video import EncodeOptions, probe_video
+from .video import EncodeOptions, probe_video, upscale_video
 
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "samples" / "bbb_320x180.mp4"
 
@@ -46,7 +48,7 @@ class BenchConfig:
     size: tuple[int, int] | None = None  # (width, height); None keeps the clip's
     frames: int | None = None  # None keeps the clip's count; more than it loops the clip
     encode: EncodeOptions | None = None
-    bare_seconds: float = 2.0  # measure the bare model for at least this long
+    bare_seconds: float = 3.0  # measure the bare model for at least this long
     sequential: bool = True
 
 
@@ -62,7 +64,7 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
         hr = read_frames(clip, max(up.batch_size, _PSNR_FRAMES))
         width, height = info.width, info.height
 
-        bare = bare_model_fps(up, (height, width), config.bare_seconds)
+        bare = bare_model_fps(up, hr[: up.batch_size], config.bare_seconds)
         up.upscale_array(hr[: up.batch_size])  # warm the tiled path (and torch.compile's tile shapes)
 
         # On CUDA, timing synchronises per stage and so removes overlap: time the fps untimed, stages apart.
@@ -74,6 +76,7 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
             up.upscale_video(clip, Path(tmp) / "e2e_timed.mp4", options=encode, overwrite=True)
         stages, up.timer = up.timer, None
 
+        io_only = _io_only(up, clip, Path(tmp) / "io.mp4", encode)
         sequential = None
         if config.sequential:
             sequential = _sequential(up, clip, Path(tmp) / "sequential.mp4", encode, timed=not cuda)
@@ -102,6 +105,7 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
         "threads": {name: {"busy_s": s, "share": s / result.elapsed if result.elapsed else None}
                     for name, s in busy.items()},
         "bound_by": max(busy, key=lambda name: busy[name]),
+        "io_only": io_only,
         "sequential": sequential,
         "speedup": e2e_fps / sequential["fps"] if sequential and sequential["fps"] else None,
         "memory": {
@@ -129,6 +133,25 @@ def _sequential(up: Upscaler, clip: Path, dst: Path, encode: EncodeOptions, time
     return {"fps": result.fps, "seconds": result.elapsed, "frames": result.frames, "stages": stages}
 
 
+def _io_only(up: Upscaler, clip: Path, dst: Path, encode: EncodeOptions) -> dict[str, Any]:
+    """The same pipeline with a near-free nearest-neighbour "model": what decode + encode alone sustain, and the
+    CPU time they take per frame (on a CPU run that time is taken from the model: the ceiling of the ratio)."""
+    size = round(up.outscale * probe_video(clip).width), round(up.outscale * probe_video(clip).height)
+
+    def nearest(frames: np.ndarray) -> np.ndarray:
+        return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_NEAREST) for f in frames])
+
+    cpu = _cpu_seconds()
+    result = upscale_video(clip, dst, nearest, options=encode, batch_size=up.batch_size, overwrite=True)
+    cpu = _cpu_seconds() - cpu
+    return {"fps": result.fps, "seconds": result.elapsed, "cpu_s_per_frame": cpu / max(1, result.frames)}
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process, the encoder's own included
+    return usage.ru_utime + usage.ru_stime
+
+
 def thread_busy(timer: StageTimer) -> dict[str, float]:
     busy = {"decode": 0.0, "model": 0.0, "encode": 0.0}
     for name, seconds in timer.seconds.items():
@@ -137,9 +160,10 @@ def thread_busy(timer: StageTimer) -> dict[str, float]:
 
 
 @torch.inference_mode()
-def bare_model_fps(up: Upscaler, size: tuple[int, int], min_seconds: float) -> dict[str, Any]:
-    """The generator alone on ``batch_size`` whole frames on the device: no tiling, no copies, no I/O."""
-    x = torch.rand(up.batch_size, 3, *size, device=up.device).to(up.dtype)
+def bare_model_fps(up: Upscaler, frames: np.ndarray, min_seconds: float) -> dict[str, Any]:
+    """The generator alone on a batch of the clip's whole frames already on the device: no tiling, no copies,
+    no I/O, no conversion."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(up.device).permute(0, 3, 1, 2).to(up.dtype) / 255
     if up.device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
 
@@ -147,16 +171,17 @@ def bare_model_fps(up: Upscaler, size: tuple[int, int], min_seconds: float) -> d
         if up.device.type == "cuda":
             torch.cuda.synchronize(up.device)
 
-    for _ in range(3 if up.compiled else 1):  # warm-up: allocator, cuDNN autotune, compilation
+    for _ in range(3):  # warm-up: allocator and page faults, oneDNN/cuDNN kernel choice, compilation
         up.net(x)
     sync()
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu = 0, time.perf_counter(), _cpu_seconds()
     while calls < 3 or time.perf_counter() - start < min_seconds:
         up.net(x)
         calls += 1
         sync()
-    elapsed = time.perf_counter() - start
-    return {"fps": calls * up.batch_size / elapsed, "batch": up.batch_size, "calls": calls, "seconds": elapsed}
+    elapsed, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+    return {"fps": calls * len(x) / elapsed, "batch": len(x), "calls": calls, "seconds": elapsed,
+            "cpu_s_per_frame": cpu / (calls * len(x))}
 
 
 @torch.inference_mode()
@@ -280,6 +305,10 @@ def render(report: dict[str, Any]) -> Any:
     if psnr:
         lines.append(f"PSNR-Y vs ground truth ({psnr['frames']} frames, downscaled x{r['scale']} and back): "
                      f"model {psnr['model_db']:.2f} dB, bicubic {psnr['bicubic_db']:.2f} dB")
+    io = r["io_only"]
+    lines.append(f"decode + encode alone (nearest-neighbour instead of the model): {io['fps']:.1f} fps, "
+                 f"{io['cpu_s_per_frame'] * 1000:.0f} ms CPU/frame; the bare model takes "
+                 f"{r['bare']['cpu_s_per_frame'] * 1000:.0f} ms CPU/frame")
     lines += [f"note: {note}" for note in r["notes"]]
     return Group(head, stages, *lines)
 

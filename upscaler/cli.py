@@ -276,7 +276,7 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--codec", default="libx264", show_default=True, help="Video encoder of the end-to-end run.")
 @click.option("--preset", default=None, help="Encoder preset.")
 @click.option("--no-sequential", is_flag=True, help="Skip the sequential-loop baseline.")
-@click.option("--min-time", type=float, default=2.0, show_default=True,
+@click.option("--min-time", type=float, default=3.0, show_default=True,
               help="Seconds to time the bare model for (at least 3 calls).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @user_errors

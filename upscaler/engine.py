@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import zoo
+from .cpu_memory import keep_freed_memory
 from .errors import ModelLoadError, UpscalerError
 from .model_loading import LoadedModel, load_model
 from .resize import bicubic_resize
@@ -26,12 +27,12 @@ if TYPE_CHECKING:
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
-# CPU tile side, from `python scripts/tile_sweep.py` (compact x4, 2 cores, 2 torch threads, overlap 32), in
-# input Mpx/s: 320x180 whole frame 0.051, tile 320 0.049, 256 0.033, 192 0.032, 128 0.020; 640x360 whole
-# 0.060, 384 0.053-0.065, 320 0.042, 256 0.037, 128 0.022; 1280x720 tile 640 0.056, 384 0.055. Small tiles
-# lose to the 32-pixel context they recompute, and beyond ~384 the speed per pixel is flat: 640 runs frames
-# up to 640 a side whole and bounds the memory of bigger ones (a ~700x700 window is ~130 MB a feature map).
-CPU_TILE = 640
+# CPU tile side, from `python scripts/tile_sweep.py` (compact x4, 2 cores, 2 torch threads, overlap 32, freed
+# memory kept, see cpu_memory.py), fps: 320x180 whole frame 4.31, tile 256 3.62; 640x360 whole 1.01, tile 640
+# 0.99, 384 0.92, 256 0.78; 1280x720 whole 0.25, tile 640 0.09, 384 0.09. Small tiles lose to the 32-pixel
+# context they recompute, and the whole frame was fastest at every size measured: tile only frames bigger than
+# 1280 a side, which bounds memory (a 64-channel map of a 1280x1280 window is 420 MB).
+CPU_TILE = 1280
 MIN_TILE = 32
 
 
@@ -63,6 +64,8 @@ class Upscaler:
             raise ModelLoadError(f"{self.loaded.source}: {self.loaded.in_channels}->{self.loaded.out_channels} "
                                  "channel models are not supported (RGB models only)")
         self.device = _pick_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults per layer: up to 2x faster on big frames
         self.dtype = _pick_dtype(precision, self.device)
         self.scale = self.loaded.scale
         self.outscale = float(outscale) if outscale else float(self.scale)
