@@ -124,3 +124,26 @@ def test_overflowing_tile_is_redone_in_fp32() -> None:
     assert up._fp32_net is not None and sum(overflowed) == 2  # found in the fast pass, then in the checked one
     assert np.abs(out - ref)[:, :80, :80].max() <= 1  # only the redone tile covers this area: fp32
     assert np.abs(out - ref).mean() < 2  # the rest is bf16, close to fp32
+
+
+def test_keep_freed_memory_is_idempotent() -> None:
+    from upscaler.cpu_memory import keep_freed_memory
+
+    first = keep_freed_memory()
+    assert keep_freed_memory() == first  # glibc Linux: True both times; elsewhere a quiet False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_transfer_round_trip_and_tiled_frames() -> None:
+    from upscaler.transfer import HostTransfer
+
+    transfer = HostTransfer(torch.device("cuda"))
+    for dtype in (np.uint8, np.uint16):
+        frames = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, (2, 20, 30, 3), dtype=dtype)
+        on_gpu = transfer.upload(frames)
+        assert on_gpu.is_cuda and np.array_equal(transfer.download(on_gpu), frames)
+    frames = read_frames(SAMPLE, 2)[:, :64, :96]
+    gpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cuda", precision="fp32").upscale_array(frames)
+    cpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cpu").upscale_array(frames)
+    assert np.abs(gpu.astype(np.int16) - cpu.astype(np.int16)).max() <= 1
