@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import shared_path
 
 from train.config import TrainConfig
-from train.data.paired import PairedPatches
+from train.data import BicubicDegradation, HRFolderDataset
 from train.pretrain import build_generator, pretrain
 from upscaler import Upscaler, load_model
 from upscaler.cli import main
@@ -21,7 +21,8 @@ def test_thirty_steps_lower_the_loss(tmp_path: Path) -> None:
     cfg = TrainConfig(num_feat=16, num_conv=2, hr_dirs=[hr_dir], patch_size=64, batch_size=8, steps=30,
                       lr=2e-3, warmup_steps=1, out_dir=tmp_path / "run", checkpoint_every=1000)
     torch.manual_seed(0)
-    held_lr, held_hr = PairedPatches([hr_dir], 64, 4, seed=123).batch(16)
+    held = HRFolderDataset([hr_dir], patch_size=64, scale=4, degradation=BicubicDegradation(4), seed=123)
+    held_lr, held_hr = (torch.stack(t) for t in zip(*(held[i] for i in range(14)), strict=True))
 
     def held_loss(model: torch.nn.Module) -> float:
         with torch.no_grad():

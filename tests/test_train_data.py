@@ -30,7 +30,7 @@ from train.data import (
 )
 from train.data import kernels as K
 from train.data.degradations import jpeg_compress, to_float
-from train.data.paired import load_rgb
+from train.data.images import load_rgb
 from train.data.video_frames import _thumb
 from upscaler.resize import bicubic_resize
 

@@ -15,7 +15,7 @@ from torch import nn
 from upscaler.metrics import psnr_y, ssim
 from upscaler.resize import bicubic_downscale, bicubic_resize
 
-from .data.paired import list_images, load_rgb
+from .data.images import list_images, load_rgb
 
 
 @dataclass(frozen=True)

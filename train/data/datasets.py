@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .degradations import Degradation, to_float
-from .paired import IMAGE_SUFFIXES, list_images, load_rgb
+from .images import IMAGE_SUFFIXES, list_images, load_rgb
 
 
 def _image_hw(path: Path) -> tuple[int, int]:
