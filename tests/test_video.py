@@ -464,3 +464,16 @@ def test_frame_fn_must_keep_its_size(tmp_path: Path, out_dir: Path) -> None:
     with pytest.raises(ValueError, match="changed the output size"):
         upscale_video(src, out_dir / "out.mp4", fn, options=FAST, batch_size=2)
     assert list(out_dir.iterdir()) == []
+
+
+def test_bad_encoder_preset_fails_before_any_frame_is_upscaled(clips: Path, out_dir: Path) -> None:
+    calls = []
+
+    def counting(frames: np.ndarray) -> np.ndarray:
+        calls.append(len(frames))
+        return x2(frames)
+
+    with pytest.raises(MediaError, match="libx264: cannot start encoding") as err:
+        upscale_video(clips / "realshort.mp4", out_dir / "out.mp4", counting, options=EncodeOptions(preset="nosuch"))
+    assert "\n" not in str(err.value)
+    assert calls == [] and list(out_dir.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -137,14 +138,31 @@ def plan_encoder(options: EncodeOptions, dst: Path, src_pix_fmt: str) -> Encoder
         pix_fmt = next((f for f in ranking if not formats or f in formats), fallback)
         if depth > 8 and bit_depth(pix_fmt) == 8:
             notes.append(f"{codec.name} has no {depth}-bit mode here: writing {pix_fmt}")
+    codec_options = _codec_options(codec.name, options)
+    if options.preset is not None or codec.name.endswith("_nvenc"):
+        _try_open(codec.name, pix_fmt, codec_options)
     return EncoderPlan(
         codec=codec.name,
         container=muxer,
         pix_fmt=pix_fmt,
-        codec_options=_codec_options(codec.name, options),
+        codec_options=codec_options,
         container_options={"movflags": "+faststart"} if muxer in ("mp4", "mov") else {},
         notes=tuple(notes),
     )
+
+
+def _try_open(codec: str, pix_fmt: str, codec_options: dict[str, str]) -> None:
+    """Open the encoder once on a tiny frame, so a bad preset or an absent GPU fails before any model work."""
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 64, 64, pix_fmt
+    ctx.time_base = Fraction(1, 25)
+    ctx.options = dict(codec_options)
+    try:
+        ctx.open()
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        hint = " (no usable NVIDIA GPU?)" if codec.endswith("_nvenc") else ""
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise MediaError(f"{codec}: cannot start encoding with options {codec_options} ({reason}){hint}") from None
 
 
 def _video_encoder(name: str) -> av.codec.Codec:
