@@ -55,6 +55,3 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0) -> float:
     cov = blur(x * y) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return float(ssim_map.mean())
-
-
-ssim_y = ssim  # the name that pairs with psnr_y
