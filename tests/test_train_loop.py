@@ -240,7 +240,7 @@ def test_config_round_trip_and_shipped_configs(tmp_path: Path) -> None:
     for shipped in sorted((REPO / "configs").glob("*.toml")):
         TrainConfig.from_toml(shipped)
     gan = TrainConfig.from_toml(REPO / "configs" / "srvgg-x4-gan.toml")
-    assert gan.stage == "gan" and gan.pretrained == Path("weights/srvgg-x4.safetensors")
+    assert gan.stage == "gan" and gan.pretrained == Path("weights/srvgg-x4-psnr.safetensors")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -421,6 +421,36 @@ def test_encoder_that_cannot_open(tmp_path: Path, out_dir: Path) -> None:
         assert list(out_dir.iterdir()) == []
 
 
+def test_auto_codec_prefers_nvenc_only_where_it_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from upscaler.video import options as opts
+
+    if "h264_nvenc" not in av.codecs_available or "hevc_nvenc" not in av.codecs_available:
+        pytest.skip("no NVENC encoders in this PyAV build")
+    dst = tmp_path / "out.mp4"
+    # Without a GPU model the software default stays, whatever is installed.
+    assert opts.plan_encoder(EncodeOptions(), dst, "yuv420p").codec == "libx264"
+    opened: list[str] = []
+
+    def opens(codec: str, pix_fmt: str, codec_options: dict[str, str]) -> None:
+        opened.append(codec)
+
+    def fails(codec: str, pix_fmt: str, codec_options: dict[str, str]) -> None:
+        raise MediaError(f"{codec}: cannot start encoding")
+
+    monkeypatch.setattr(opts, "_try_open", opens)
+    assert opts.plan_encoder(EncodeOptions(codec="auto"), dst, "yuv420p", prefer_hardware=True).codec == "h264_nvenc"
+    ten_bit = opts.plan_encoder(EncodeOptions(), dst, "yuv420p10le", prefer_hardware=True)
+    assert (ten_bit.codec, bit_depth(ten_bit.pix_fmt)) == ("hevc_nvenc", 10)
+    assert opened == ["h264_nvenc", "hevc_nvenc"]
+    # WebM takes no H.264/HEVC: VP9 in software. An explicit codec is never swapped.
+    assert opts.plan_encoder(EncodeOptions(), tmp_path / "o.webm", "yuv420p", prefer_hardware=True).codec == \
+        "libvpx-vp9"
+    assert opts.plan_encoder(EncodeOptions(codec="libx265"), dst, "yuv420p", prefer_hardware=True).codec == "libx265"
+    # NVENC built in but no GPU to open it on: back to libx264, no error.
+    monkeypatch.setattr(opts, "_try_open", fails)
+    assert opts.plan_encoder(EncodeOptions(), dst, "yuv420p", prefer_hardware=True).codec == "libx264"
+
+
 def test_existing_output_needs_overwrite(tmp_path: Path, out_dir: Path) -> None:
     src = make_clip(tmp_path / "small.mkv")
     dst = out_dir / "out.mp4"

@@ -1,6 +1,6 @@
 """Benchmark a weights file: PSNR-Y and SSIM-Y on bench folders against bicubic, as SR papers report them.
 
-    python -m train.evaluate --model weights/srvgg-x4.safetensors --bench ../shared/images/bench/Set5 ...
+    python -m train.evaluate --model weights/srvgg-x4-psnr.safetensors --bench ../shared/images/bench/Set5 ...
 
 The metrics are the training run's validation (``train.validate``), so the README table and the numbers a
 run logs are computed the same way.

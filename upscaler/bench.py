@@ -115,7 +115,7 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
             "gpu_peak_mb": _mb(mem.report.gpu_peak),
         },
         "psnr": quality,
-        "notes": _notes(up, busy, encode),
+        "notes": _notes(up, busy, result.codec),
     }
     return report
 
@@ -142,7 +142,8 @@ def _io_only(up: Upscaler, clip: Path, dst: Path, encode: EncodeOptions) -> dict
         return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_NEAREST) for f in frames])
 
     cpu = _cpu_seconds()
-    result = upscale_video(clip, dst, nearest, options=encode, batch_size=up.batch_size, overwrite=True)
+    result = upscale_video(clip, dst, nearest, options=encode, batch_size=up.batch_size, overwrite=True,
+                           prefer_hardware=up.device.type == "cuda")
     cpu = _cpu_seconds() - cpu
     return {"fps": result.fps, "seconds": result.elapsed, "cpu_s_per_frame": cpu / max(1, result.frames)}
 
@@ -251,13 +252,13 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({os.cpu_count()} cores)"
 
 
-def _notes(up: Upscaler, busy: dict[str, float], encode: EncodeOptions) -> list[str]:
+def _notes(up: Upscaler, busy: dict[str, float], codec: str) -> list[str]:
     notes = []
     bound = max(busy, key=lambda name: busy[name])
     if bound == "encode":
         hint = " (try --codec h264_nvenc or hevc_nvenc)" if up.device.type == "cuda" and \
-            not encode.codec.endswith("_nvenc") else " (try a faster --preset)"
-        notes.append(f"encoding ({encode.codec}) bounds the run, not the model{hint}")
+            not codec.endswith("_nvenc") else " (try a faster --preset)"
+        notes.append(f"encoding ({codec}) bounds the run, not the model{hint}")
     elif bound == "decode":
         notes.append("decoding bounds the run, not the model")
     return notes

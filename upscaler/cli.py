@@ -83,8 +83,8 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def encode_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--codec", default=None,
-                     help="Video encoder: libx264 (default; libvpx-vp9 for .webm), libx265, libsvtav1, ffv1, "
-                     "prores_ks, …"),
+                     help="Video encoder: auto (default: h264_nvenc/hevc_nvenc when the model runs on an NVIDIA "
+                     "GPU, else libx264; libvpx-vp9 for .webm), libx265, libsvtav1, ffv1, prores_ks, …"),
         click.option("--crf", type=int, default=None, help="Constant rate factor (quality; lower is better)."),
         click.option("--preset", default=None, help="Encoder preset, in ffmpeg's words."),
         click.option("--pix-fmt", default=None, help="Output pixel format (default follows the input)."),
@@ -273,7 +273,8 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--tile-overlap", type=int, default=32, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads for the model (default: torch's).")
 @click.option("--compile", "compile_", is_flag=True, help="Run the network through torch.compile.")
-@click.option("--codec", default="libx264", show_default=True, help="Video encoder of the end-to-end run.")
+@click.option("--codec", default="auto", show_default=True,
+              help="Video encoder of the end-to-end run (auto: NVENC on a GPU, else libx264).")
 @click.option("--preset", default=None, help="Encoder preset.")
 @click.option("--no-sequential", is_flag=True, help="Skip the sequential-loop baseline.")
 @click.option("--min-time", type=float, default=3.0, show_default=True,

@@ -190,7 +190,8 @@ class Upscaler:
 
         return upscale_video(Path(src), Path(dst), self.upscale_array, options=options or EncodeOptions(),
                              batch_size=self.batch_size, overwrite=overwrite, progress=progress,
-                             on_start=on_start, timer=self.timer, sequential=sequential)
+                             on_start=on_start, timer=self.timer, sequential=sequential,
+                             prefer_hardware=self.device.type == "cuda")
 
     # -- sizing --------------------------------------------------------------------------------------------
 

@@ -21,10 +21,10 @@ class ModelEntry:
 
 
 SHIPPED = (
-    ModelEntry("compact-x4", 4, "srvgg", "Compact SRVGG x4 (64 feat, 16 conv), L1-trained by `upscale train`; "
-               "default", file="srvgg-x4.safetensors"),
-    ModelEntry("compact-x2", 2, "srvgg", "Compact SRVGG x2 (64 feat, 16 conv), L1-trained by `upscale train`",
-               file="srvgg-x2.safetensors"),
+    ModelEntry("compact-x4-psnr", 4, "srvgg", "Compact SRVGG x4 (64 feat, 16 conv), L1-trained by `upscale train`: "
+               "faithful, soft", file="srvgg-x4-psnr.safetensors"),
+    ModelEntry("compact-x2-psnr", 2, "srvgg", "Compact SRVGG x2 (64 feat, 16 conv), L1-trained by `upscale train`: "
+               "faithful, soft", file="srvgg-x2-psnr.safetensors"),
 )
 
 _RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
@@ -41,7 +41,7 @@ DOWNLOADABLE = (
                url=f"{_RELEASES}/v0.2.5.0/realesr-general-x4v3.pth"),
 )
 
-DEFAULT_BY_SCALE = {4: "compact-x4", 2: "compact-x2"}
+DEFAULT_BY_SCALE = {4: "compact-x4-psnr", 2: "compact-x2-psnr"}
 
 
 def cache_dir() -> Path:

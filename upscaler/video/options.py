@@ -66,8 +66,9 @@ class EncodeOptions:
     """How to encode the upscaled video.
 
     ``codec``: an FFmpeg encoder name (libx264, libx265, libsvtav1, libvpx-vp9, ffv1, prores_ks,
-    h264_nvenc, hevc_nvenc); None = libx264, or libvpx-vp9 for a .webm output (WebM takes no
-    H.264). ``crf``: constant-quality level; None picks ours (18 for x264/x265,
+    h264_nvenc, hevc_nvenc); None or "auto" = NVENC when the model runs on an NVIDIA GPU and the encoder
+    opens (h264_nvenc, hevc_nvenc for >8-bit input), else libx264, or libvpx-vp9 for a .webm output
+    (WebM takes no H.264). ``crf``: constant-quality level; None picks ours (18 for x264/x265,
     30 for SVT-AV1 and VP9); ignored by ffv1 (lossless) and prores_ks (fixed-rate profiles).
     ``preset``: FFmpeg's word for the codec (x264 "medium", SVT-AV1 "8", prores_ks profile "hq",
     VP9 cpu-used "4"). ``pix_fmt``: None follows the input (8-bit in -> yuv420p, 10-bit in ->
@@ -113,10 +114,30 @@ def supported_codecs(muxer: str) -> set[str]:
         return set(probe.supported_codecs)
 
 
-def plan_encoder(options: EncodeOptions, dst: Path, src_pix_fmt: str) -> EncoderPlan:
-    """Validate ``options`` against this PyAV build and the output container; choose the pixel format."""
+def hardware_codec(muxer: str, src_pix_fmt: str) -> str | None:
+    """The NVENC encoder for this output if one is built in, fits the container and opens (a GPU is there)."""
+    name = "hevc_nvenc" if bit_depth(src_pix_fmt) > 8 else "h264_nvenc"
+    if name not in av.codecs_available or name not in supported_codecs(muxer):
+        return None
+    try:
+        _try_open(name, "yuv420p", _codec_options(name, EncodeOptions()))
+    except MediaError:
+        return None
+    return name
+
+
+def plan_encoder(
+    options: EncodeOptions, dst: Path, src_pix_fmt: str, prefer_hardware: bool = False
+) -> EncoderPlan:
+    """Validate ``options`` against this PyAV build and the output container; choose the pixel format.
+
+    ``prefer_hardware`` (the model runs on CUDA): with no codec asked for, encode on the GPU's NVENC when it
+    opens, so the CPU encoder does not become the bottleneck of a GPU run.
+    """
     muxer = container_for(dst)
-    codec = _video_encoder(options.codec or default_codec(muxer))
+    auto = options.codec in (None, "auto")
+    chosen = hardware_codec(muxer, src_pix_fmt) if auto and prefer_hardware else None
+    codec = _video_encoder(chosen or (default_codec(muxer) if auto else str(options.codec)))
     fits = supported_codecs(muxer)
     if codec.name not in fits:
         usable = [c for c in KNOWN_CODECS if c in fits and c in av.codecs_available]
@@ -139,7 +160,7 @@ def plan_encoder(options: EncodeOptions, dst: Path, src_pix_fmt: str) -> Encoder
         if depth > 8 and bit_depth(pix_fmt) == 8:
             notes.append(f"{codec.name} has no {depth}-bit mode here: writing {pix_fmt}")
     codec_options = _codec_options(codec.name, options)
-    if options.preset is not None or codec.name.endswith("_nvenc"):
+    if options.preset is not None or (codec.name.endswith("_nvenc") and not chosen):
         _try_open(codec.name, pix_fmt, codec_options)
     return EncoderPlan(
         codec=codec.name,

@@ -68,6 +68,7 @@ def upscale_video(
     on_start: Callable[[VideoInfo], None] | None = None,
     timer: StageTimer | None = None,
     sequential: bool = False,
+    prefer_hardware: bool = False,
 ) -> VideoResult:
     """Upscale every frame of ``src`` with ``frame_fn`` and write ``dst``; all other streams go along.
 
@@ -94,6 +95,9 @@ def upscale_video(
     - Errors the user can cause raise a one-line MediaError, and no output file is left behind
       (not even a temporary one), also on Ctrl-C.
 
+    ``prefer_hardware`` (the frames come from a GPU model): with no codec chosen, encode with NVENC when it
+    opens, else the software default.
+
     ``timer`` collects the decode and encode stage times (``upscale bench``). ``sequential=True`` runs the
     plain loop instead - decode a batch, upscale it, encode it, in this thread - as the bench's baseline.
     """
@@ -103,7 +107,7 @@ def upscale_video(
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
     check_output_path(src, dst, overwrite)
     info = probe_video(src)
-    plan = plan_encoder(options, dst, info.pix_fmt)
+    plan = plan_encoder(options, dst, info.pix_fmt, prefer_hardware)
     container, stream = open_input(src)
     try:
         streams = plan_streams(container, stream, plan.container, dst)
