@@ -17,9 +17,10 @@ import torch
 from click.testing import CliRunner
 from conftest import REPO, shared_path
 
+from train.builders import build_generator
 from train.config import TrainConfig
 from train.data import BicubicDegradation, HRFolderDataset
-from train.loop import StepReport, TrainingInterrupted, build_generator, train
+from train.loop import StepReport, TrainingInterrupted, train
 from train.losses import PerceptualLoss
 from upscaler import Upscaler, load_model, save_model
 from upscaler.archs import SRVGGNetCompact

@@ -7,9 +7,6 @@ sharded data; rank 0 alone writes checkpoints, metrics, validation grids and the
 
 from __future__ import annotations
 
-import bisect
-import csv
-import math
 import os
 import random
 import signal
@@ -17,184 +14,29 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from upscaler.archs import by_name
-from upscaler.archs.srvgg import SRVGGNetCompact
-from upscaler.model_loading import load_model
-
-from .archs import PatchGANDiscriminator, UNetDiscriminatorSN, VGGStyleDiscriminator
+from .builders import build_dataset, build_discriminator, initial_generator
 from .checkpoint import CHECKPOINT_NAME, export_weights, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .data import (
-    BicubicDegradation,
-    Chain,
-    Degradation,
-    HRFolderDataset,
-    PairedFolderDataset,
-    RealESRGANDegradation,
-    VideoCodecDegradation,
     infinite_batches,
     make_loader,
-    sample_video_frames,
 )
 from .distributed import DistContext, any_rank, barrier, init_distributed, mean_over_ranks, shutdown, wrap
 from .ema import EMA
 from .losses import PerceptualLoss, TVLoss, gan_loss, gradient_penalty, pixel_loss
+from .run_log import MetricsLog, RunProgress, format_eta
+from .schedule import LRSchedule, without_schedule
 from .validate import ValResult, validate
 
 Log = Callable[[str], None]
-
-# --- building blocks from the config -------------------------------------------------------------------------
-
-
-def generator_params(cfg: TrainConfig) -> dict[str, Any]:
-    """Constructor arguments of the configured generator; unset optional sizes keep the class defaults."""
-    if cfg.arch == "srvgg":
-        return {"num_feat": cfg.num_feat, "num_conv": cfg.num_conv, "upscale": cfg.scale}
-    optional = {"num_block": cfg.num_block}
-    if cfg.arch == "rrdb":
-        optional["num_grow_ch"] = cfg.num_grow_ch
-        params = {"scale": cfg.scale, "num_feat": cfg.num_feat}
-    else:  # srresnet, msrresnet
-        params = {"upscale": cfg.scale, "num_feat": cfg.num_feat}
-    return params | {k: v for k, v in optional.items() if v is not None}
-
-
-def build_generator(cfg: TrainConfig) -> nn.Module:
-    arch = by_name(cfg.arch)
-    if arch is None:
-        raise ValueError(f"unknown arch {cfg.arch!r}")
-    try:
-        generator = arch.build(generator_params(cfg))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"cannot build {cfg.arch} x{cfg.scale}: {exc}") from None
-    if isinstance(generator, SRVGGNetCompact):
-        init_srvgg(generator)
-    return generator
-
-
-def init_srvgg(model: SRVGGNetCompact) -> None:
-    """He init for the PReLU stack, last conv scaled down.
-
-    PyTorch's default conv init shrinks activations by ~0.6 per layer, so through 16 layers the residual
-    branch starts near zero and the first layers get ~1e-10 gradients: training sat at nearest-neighbour
-    quality for the first 500+ steps. He init keeps the signal alive; the 0.1 on the last conv starts the
-    network close to its nearest-neighbour skip instead of adding noise to it.
-    """
-    convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
-    for conv in convs:
-        nn.init.kaiming_normal_(conv.weight, a=0.25, nonlinearity="leaky_relu")
-        nn.init.zeros_(conv.bias)
-    convs[-1].weight.data.mul_(0.1)
-
-
-def initial_generator(cfg: TrainConfig, log: Log) -> tuple[TrainConfig, nn.Module]:
-    """The generator a run starts from: fine-tuned file (whose arch/params win), pretrained weights, or fresh."""
-    if cfg.fine_tune is not None:
-        loaded = load_model(cfg.fine_tune)
-        arch = by_name(loaded.arch)
-        assert arch is not None  # load_model only returns known architectures
-        generator = arch.build(loaded.params)
-        generator.load_state_dict(loaded.module.state_dict())
-        size_keys = ("num_feat", "num_conv", "num_block", "num_grow_ch")
-        sizes = {k: loaded.params[k] for k in size_keys if k in loaded.params}
-        cfg = replace(cfg, arch=loaded.arch, scale=loaded.scale, **sizes)
-        log(f"fine-tuning {loaded.describe()} from {cfg.fine_tune}")
-        return cfg, generator
-    generator = build_generator(cfg)
-    if cfg.pretrained is not None:
-        try:
-            generator.load_state_dict(load_model(cfg.pretrained).module.state_dict())
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1].strip()
-            raise ValueError(f"{cfg.pretrained}: weights do not fit {cfg.arch} x{cfg.scale} "
-                             f"{generator_params(cfg)} ({first})") from None
-        log(f"initialised from {cfg.pretrained}")
-    elif cfg.stage == "gan":
-        log("warning: GAN stage without pretrained weights; ESRGAN starts it from the PSNR model")
-    return cfg, generator
-
-
-def build_discriminator(cfg: TrainConfig) -> nn.Module:
-    try:
-        if cfg.discriminator == "vgg":
-            return VGGStyleDiscriminator(num_feat=cfg.d_num_feat, input_size=cfg.patch_size)
-        if cfg.discriminator == "patchgan":
-            return PatchGANDiscriminator(num_feat=cfg.d_num_feat, n_layers=cfg.d_layers)
-        return UNetDiscriminatorSN(num_feat=cfg.d_num_feat)
-    except ValueError as exc:
-        raise ValueError(f"discriminator {cfg.discriminator} (patch_size {cfg.patch_size}): {exc}") from None
-
-
-def build_degradation(cfg: TrainConfig) -> Degradation:
-    base: Degradation = (BicubicDegradation(cfg.scale) if cfg.degradation == "bicubic"
-                         else RealESRGANDegradation(scale=cfg.scale))
-    if cfg.video_codec_prob:
-        return Chain((base, VideoCodecDegradation(probability=cfg.video_codec_prob)))
-    return base
-
-
-def build_dataset(cfg: TrainConfig, world_size: int, log: Log) -> Dataset:
-    if cfg.lr_dir is not None and cfg.hr_dir is not None:
-        dataset: PairedFolderDataset | HRFolderDataset = PairedFolderDataset(
-            cfg.lr_dir, cfg.hr_dir, cfg.patch_size, cfg.scale, seed=cfg.seed, patches_per_image=cfg.patches_per_image)
-        sources = len(dataset.pairs)
-    else:
-        frames = None
-        if cfg.videos is not None:
-            if not cfg.videos.exists():
-                raise ValueError(f"--videos {cfg.videos}: no such file or folder")
-            frames = sample_video_frames(cfg.videos, max_frames_per_video=cfg.video_frames_per_video,
-                                         min_interval_s=cfg.video_min_interval_s)
-            if not frames:
-                raise ValueError(f"{cfg.videos}: no usable frames (all unreadable, black or flat)")
-            log(f"{len(frames)} training frames from {cfg.videos}")
-        dataset = HRFolderDataset(cfg.hr_dirs or None, frames, patch_size=cfg.patch_size, scale=cfg.scale,
-                                  degradation=build_degradation(cfg), seed=cfg.seed,
-                                  patches_per_image=cfg.patches_per_image)
-        sources = len(dataset.sources)
-    # An epoch must hold at least one batch per rank (a handful of video frames may not).
-    needed = math.ceil(cfg.batch_size * world_size / sources)
-    dataset.patches_per_image = max(dataset.patches_per_image, needed)
-    return dataset
-
-
-@dataclass(frozen=True)
-class LRSchedule:
-    """Multiplier of the base learning rate at a step: linear warm-up, then step decay or cosine to a floor.
-
-    A pure function of the config: a resumed run takes it from its config, not the checkpoint, so it may
-    change ``steps`` (same config, same schedule: the exact replay is unaffected).
-    """
-
-    kind: str
-    steps: int
-    warmup_steps: int = 0
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.5
-    min_ratio: float = 0.05
-
-    @classmethod
-    def from_config(cls, cfg: TrainConfig) -> LRSchedule:
-        return cls(cfg.lr_schedule, cfg.steps, cfg.warmup_steps, tuple(cfg.milestones), cfg.lr_gamma,
-                   cfg.min_lr_ratio)
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        if self.kind == "step":
-            return self.gamma ** bisect.bisect_right(self.milestones, step)
-        t = min(1.0, (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps))
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
 
 # --- one training step ---------------------------------------------------------------------------------------
 
@@ -363,7 +205,7 @@ class Trainer:
                                  f"{'does not use' if state[name] is not None else 'uses'} one")
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.sched_g.load_state_dict(_without_schedule(state["sched_g"]))
+        self.sched_g.load_state_dict(without_schedule(state["sched_g"]))
         self.scaler_g.load_state_dict(state["scaler_g"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
@@ -371,13 +213,8 @@ class Trainer:
             assert self.opt_d is not None and self.sched_d is not None
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(_without_schedule(state["sched_d"]))
+            self.sched_d.load_state_dict(without_schedule(state["sched_d"]))
             self.scaler_d.load_state_dict(state["scaler_d"])
-
-
-def _without_schedule(state: dict[str, Any]) -> dict[str, Any]:
-    # LambdaLR would copy the saved schedule's fields over ours; None entries are skipped.
-    return state | {"lr_lambdas": [None] * len(state["lr_lambdas"])}
 
 
 # --- run plumbing: interrupts, metrics, progress -------------------------------------------------------------
@@ -413,61 +250,6 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class MetricsLog:
-    """``metrics.csv``: one row per log interval. A resumed run drops rows past its checkpoint, then appends."""
-
-    def __init__(self, path: Path, columns: list[str], start_step: int) -> None:
-        self.path = path
-        self.columns = columns
-        kept: list[list[str]] = []
-        if start_step and path.exists():
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))
-            if rows and rows[0] == columns:
-                kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= start_step]
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerows([columns, *kept])
-
-    def write(self, values: dict[str, Any]) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_cell(values.get(c, "")) for c in self.columns])
-
-
-def _cell(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-class _Progress:
-    """A live rich progress line (step, loss, it/s, ETA) on rank 0 in a terminal; a no-op otherwise (logs
-    redirected to a file get the per-interval log lines instead)."""
-
-    def __init__(self, enabled: bool, total: int, start: int) -> None:
-        self.bar = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            if not Console().is_terminal:
-                return
-            columns = (TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[info]}"))
-            self.bar = Progress(*columns)
-            self.task = self.bar.add_task("train", total=total, completed=start, info="")
-
-    def __enter__(self) -> _Progress:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def update(self, done: int, info: str | None = None) -> None:
-        if self.bar is not None:
-            fields = {"info": info} if info is not None else {}
-            self.bar.update(self.task, completed=done, **fields)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 @dataclass
 class StepReport:
     """Passed to ``on_step`` after every completed step (``step`` = steps done so far)."""
@@ -499,14 +281,6 @@ def _configure_backends(cfg: TrainConfig, device: torch.device) -> None:
     if cfg.deterministic:
         torch.backends.cudnn.deterministic = True
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _next_batch(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], stop: _DeferredInterrupt
@@ -592,7 +366,7 @@ def _run(cfg: TrainConfig, ctx: DistContext, log: Log, progress: bool,
     t_run = t_last = time.perf_counter()
     last_done = start
     batches = infinite_batches(loader, start)
-    with _DeferredInterrupt() as stop, _Progress(progress, cfg.steps, start) as bar:
+    with _DeferredInterrupt() as stop, RunProgress(progress, cfg.steps, start) as bar:
         try:
             while done < cfg.steps:
                 if any_rank(stop.requested, ctx):
@@ -611,7 +385,7 @@ def _run(cfg: TrainConfig, ctx: DistContext, log: Log, progress: bool,
                     row: dict[str, Any] = {"step": done, **dict(zip(names, means, strict=True)), "lr": current_lr,
                                            "seconds": round(now - t_run, 1), "it_per_s": rate}
                     summary = " ".join(f"{n} {v:.4g}" for n, v in zip(names, means, strict=True))
-                    eta = _format_eta((cfg.steps - done) / rate)
+                    eta = format_eta((cfg.steps - done) / rate)
                     log(f"step {done}/{cfg.steps} {summary} lr {current_lr:.3g} {rate:.2f} it/s ETA {eta}")
                     bar.update(done, f"loss {means[0]:.4g}  {rate:.2f} it/s  ETA {eta}")
                     if validate_now and ctx.is_main:

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from .builders import build_generator
 from .config import TrainConfig
-from .loop import build_generator, train
+from .loop import train
 
 __all__ = ["build_generator", "pretrain"]
 
