@@ -186,6 +186,21 @@ def test_interrupt_then_resume_reproduces_the_uninterrupted_run(tmp_path: Path) 
     assert steps == ["1", "2", "3", "4", "5", "6"]
 
 
+def test_resume_with_new_learning_rates_uses_them_from_the_first_step(tmp_path: Path) -> None:
+    # Fine-tuning a run in phases (e.g. lower lr after N steps) resumes its checkpoint with another config: the
+    # optimiser state must not carry the old rates over.
+    out = tmp_path / "run"
+    first = tiny(out, stage="gan", steps=2, discriminator="patchgan", lr=1e-4)
+    train(first, log=lambda _: None)
+    rates: list[float] = []
+    second = tiny(out, stage="gan", steps=4, discriminator="patchgan", lr=2e-5, d_lr=3e-5, resume=True,
+                  lr_schedule="step", lr_milestones=[4])
+    result = train(second, log=lambda _: None, on_step=lambda r: rates.append(r.lr))
+    assert result.steps == 4 and rates == pytest.approx([2e-5, 1e-5])
+    d_rates = [g["lr"] for g in torch.load(out / "checkpoint.pt", weights_only=True)["opt_d"]["param_groups"]]
+    assert d_rates == pytest.approx([1.5e-5])
+
+
 def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

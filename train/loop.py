@@ -33,7 +33,7 @@ from .distributed import DistContext, any_rank, barrier, init_distributed, mean_
 from .ema import EMA
 from .losses import PerceptualLoss, TVLoss, gan_loss, gradient_penalty, pixel_loss
 from .run_log import MetricsLog, RunProgress, format_eta
-from .schedule import LRSchedule, without_schedule
+from .schedule import LRSchedule, load_scheduler_position
 from .validate import ValResult, validate
 
 Log = Callable[[str], None]
@@ -205,7 +205,7 @@ class Trainer:
                                  f"{'does not use' if state[name] is not None else 'uses'} one")
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
-        self.sched_g.load_state_dict(without_schedule(state["sched_g"]))
+        load_scheduler_position(self.sched_g, state["sched_g"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
@@ -213,7 +213,7 @@ class Trainer:
             assert self.opt_d is not None and self.sched_d is not None
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(without_schedule(state["sched_d"]))
+            load_scheduler_position(self.sched_d, state["sched_d"])
             self.scaler_d.load_state_dict(state["scaler_d"])
 
 

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from torch.optim.lr_scheduler import LambdaLR
+
 from .config import TrainConfig
 
 
@@ -39,6 +41,15 @@ class LRSchedule:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def without_schedule(state: dict[str, Any]) -> dict[str, Any]:
-    # LambdaLR would copy the saved schedule's fields over ours; None entries are skipped.
-    return state | {"lr_lambdas": [None] * len(state["lr_lambdas"])}
+def load_scheduler_position(scheduler: LambdaLR, state: dict[str, Any]) -> None:
+    """Restore where a saved LambdaLR stood (its step) but keep this run's schedule and base rates, so a resumed
+    run that changed ``lr``, ``d_lr`` or the schedule uses them from its first step (an identical config
+    replays exactly: the rate is the same product LambdaLR itself computes)."""
+    # LambdaLR copies a state's fields over ours; None lambdas are skipped, a missing base_lrs keeps ours.
+    kept = {k: v for k, v in state.items() if k != "base_lrs"}
+    scheduler.load_state_dict(kept | {"lr_lambdas": [None] * len(state["lr_lambdas"])})
+    lambdas = scheduler.lr_lambdas
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, lambdas, strict=True):
+        group["initial_lr"] = base
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
