@@ -55,3 +55,24 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0) -> float:
     cov = blur(x * y) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return float(ssim_map.mean())
+
+
+def grid_score(x: torch.Tensor, period: int) -> float:
+    """How strongly a (1,3,H,W) image repeats with ``period`` pixels: the pixel-shuffle checkerboard a GAN-trained
+    x``period`` network can grow. The median, over the (period² − 1) non-zero harmonics of 1/period, of each
+    harmonic's luma power spectrum peak over the median power of the ring around it (Chebyshev distance 2-3).
+    About 1-3 for natural photos; an L1-trained x4 model scores ~10 on Set14, a visible grid 50 and up."""
+    y = rgb_to_y(x.double().clamp(0, 1))[0, 0]
+    h, w = (s - s % (4 * period) for s in y.shape)
+    y = y[:h, :w] - y[:h, :w].mean()
+    power = torch.fft.fft2(y).abs() ** 2
+    ring = [(a, b) for a in range(-3, 4) for b in range(-3, 4) if max(abs(a), abs(b)) >= 2]
+    ratios = []
+    for i in range(period):
+        for j in range(period):
+            if i == j == 0:
+                continue
+            ci, cj = i * h // period, j * w // period
+            around = torch.stack([power[(ci + a) % h, (cj + b) % w] for a, b in ring])
+            ratios.append(float(power[ci, cj] / around.median().clamp_min(1e-20)))
+    return float(torch.tensor(ratios).median())
