@@ -1,4 +1,5 @@
-"""Benchmark a weights file: PSNR-Y and SSIM-Y on bench folders against bicubic, as SR papers report them.
+"""Benchmark a weights file: PSNR-Y and SSIM-Y on bench folders against bicubic, as SR papers report them, and
+the mean ``grid_score`` (pixel-shuffle checkerboard strength: natural photos ~2, an L1 x4 model ~10).
 
     python -m train.evaluate --model weights/srvgg-x4-psnr.safetensors --bench ../shared/images/bench/Set5 ...
 
@@ -30,12 +31,12 @@ def main(model: str, folders: tuple[Path, ...], device: str) -> None:
     torch.set_grad_enabled(False)
     up = Upscaler(model, device=device, tile=0, precision="fp32")
     table = Table(title=f"{model}: x{up.scale}, PSNR-Y dB / SSIM-Y, border {up.scale} px cropped")
-    for column in ("set", "images", "model PSNR", "bicubic PSNR", "model SSIM", "bicubic SSIM"):
+    for column in ("set", "images", "model PSNR", "bicubic PSNR", "model SSIM", "bicubic SSIM", "grid"):
         table.add_column(column)
     for folder in folders:
         r = validate(up.net, folder, up.scale)
         table.add_row(folder.name, str(len(list_images([folder]))), f"{r.psnr_y:.2f}", f"{r.bicubic_psnr_y:.2f}",
-                      f"{r.ssim:.4f}", f"{r.bicubic_ssim:.4f}")
+                      f"{r.ssim:.4f}", f"{r.bicubic_ssim:.4f}", f"{r.grid:.1f}")
     Console().print(table)
 
 

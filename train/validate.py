@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from upscaler.metrics import psnr_y, ssim
+from upscaler.metrics import grid_score, psnr_y, ssim
 from upscaler.resize import bicubic_downscale, bicubic_resize
 
 from .data.images import list_images, load_rgb
@@ -24,6 +24,7 @@ class ValResult:
     ssim: float
     bicubic_psnr_y: float
     bicubic_ssim: float
+    grid: float  # mean ``grid_score`` of the outputs (pixel-shuffle checkerboard; ~10 for an L1 x4 model)
 
     def __str__(self) -> str:
         return (f"val PSNR-Y {self.psnr_y:.2f} dB SSIM {self.ssim:.4f} "
@@ -54,13 +55,13 @@ def validate(
     model.eval()
     device = next(model.parameters()).device
     rows: list[np.ndarray] = []
-    scores: list[tuple[float, float, float, float]] = []
+    scores: list[tuple[float, float, float, float, float]] = []
     for i, hr in enumerate(load_bench(folder, scale)):
         lr = make_lr(hr, scale)
         sr = model(lr.to(device)).float().cpu().clamp(0, 1)
         bicubic = bicubic_resize(lr, hr.shape[-2:]).clamp(0, 1)
         scores.append((psnr_y(sr, hr, scale), ssim(sr, hr, scale),
-                       psnr_y(bicubic, hr, scale), ssim(bicubic, hr, scale)))
+                       psnr_y(bicubic, hr, scale), ssim(bicubic, hr, scale), grid_score(sr, scale)))
         if grid_path is not None and i < grid_images:
             rows.append(_grid_row(lr, bicubic, sr, hr, scale))
     model.train(was_training)
