@@ -23,6 +23,7 @@ from train.losses import (
     gan_loss,
     gradient_penalty,
     gram_matrix,
+    grid_loss,
     pixel_loss,
     tv_beta,
     tv_l1,
@@ -348,3 +349,19 @@ def test_vgg19_reference_features_on_baby() -> None:
     assert feats["conv5_4"].abs().mean().item() == pytest.approx(39.72, rel=0.01)
     assert feats["relu5_4"].mean().item() == pytest.approx(0.883, rel=0.01)
     assert feats["relu5_4"].max().item() == pytest.approx(135.3, rel=0.01)
+
+
+# --- pixel-shuffle grid -------------------------------------------------------------------------------------
+
+
+def test_grid_loss_is_the_mean_square_of_a_pure_period_pattern() -> None:
+    torch.manual_seed(0)
+    pattern = torch.rand(2, 3, 4, 4) - 0.5  # one period-4 cell per image and channel
+    pattern -= pattern.mean(dim=(2, 3), keepdim=True)  # the pattern proper: zero mean over its 16 phases
+    x = 0.3 + pattern.repeat(1, 1, 8, 8)  # 32x32 on a flat ground: 8x8 cells of the same pattern
+    assert torch.allclose(grid_loss(x, 4), pattern.pow(2).mean(), atol=1e-7)
+    assert float(grid_loss(torch.full((1, 3, 32, 32), 0.7), 4)) == 0.0
+    # Per-window means: a pattern flipping sign from cell to cell is seen cell by cell, but cancels over 2x2 cells.
+    flips = torch.cat([pattern, -pattern], dim=3).repeat(1, 1, 8, 4)
+    assert torch.allclose(grid_loss(flips, 4, window=1), pattern.pow(2).mean(), atol=1e-7)
+    assert float(grid_loss(flips, 4, window=2)) < 1e-12

@@ -201,6 +201,15 @@ def test_resume_with_new_learning_rates_uses_them_from_the_first_step(tmp_path: 
     assert d_rates == pytest.approx([1.5e-5])
 
 
+def test_grid_penalty_is_a_logged_generator_term(tmp_path: Path) -> None:
+    reports: list[StepReport] = []
+    cfg = tiny(tmp_path / "run", stage="gan", steps=2, discriminator="patchgan", grid_weight=100.0, log_every=1)
+    train(cfg, log=lambda _: None, on_step=reports.append)
+    assert all(0 < r.losses["grid"] < 1 for r in reports)
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "grid" in header
+
+
 def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -94,6 +94,7 @@ class TrainConfig:
     gp_weight: float = 10.0  # WGAN gradient penalty
     tv_weight: float = 0.0
     tv_kind: str = "squared"
+    grid_weight: float = 0.0  # pixel-shuffle grid penalty (train/losses/grid.py), period = scale
     # --- Discriminator (GAN stage) ---
     discriminator: str = "unet"  # vgg (input = patch_size) | patchgan | unet (spectral norm, Real-ESRGAN)
     d_num_feat: int = 64
@@ -158,8 +159,8 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} = {getattr(self, name)!r}: must be positive")
         non_negative = ("num_workers", "warmup_steps", "pixel_weight", "perceptual_weight", "adversarial_weight",
-                        "tv_weight", "style_weight", "gp_weight", "grad_clip", "weight_decay", "min_lr_ratio",
-                        "perceptual_feature_scale", "video_min_interval_s")
+                        "tv_weight", "grid_weight", "style_weight", "gp_weight", "grad_clip", "weight_decay",
+                        "min_lr_ratio", "perceptual_feature_scale", "video_min_interval_s")
         for name in non_negative:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -172,7 +173,8 @@ class TrainConfig:
             raise ValueError(f"betas = {list(self.betas)}: each must be in [0, 1)")
         if self.patch_size % self.scale:
             raise ValueError(f"patch_size {self.patch_size} is not a multiple of scale {self.scale}")
-        if self.pixel_weight + self.perceptual_weight + self.adversarial_weight + self.tv_weight == 0:
+        weights = (self.pixel_weight, self.perceptual_weight, self.adversarial_weight, self.tv_weight, self.grid_weight)
+        if sum(weights) == 0:
             raise ValueError("every generator loss weight is 0: nothing to train")
         if self.perceptual_weight and not self.perceptual_layers:
             raise ValueError("perceptual_layers is empty but perceptual_weight is not 0")

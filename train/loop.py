@@ -31,7 +31,7 @@ from .data import (
 )
 from .distributed import DistContext, any_rank, barrier, init_distributed, mean_over_ranks, shutdown, wrap
 from .ema import EMA
-from .losses import PerceptualLoss, TVLoss, gan_loss, gradient_penalty, pixel_loss
+from .losses import PerceptualLoss, TVLoss, gan_loss, gradient_penalty, grid_loss, pixel_loss
 from .run_log import MetricsLog, RunProgress, format_eta
 from .schedule import LRSchedule, load_scheduler_position
 from .validate import ValResult, validate
@@ -92,6 +92,7 @@ class Trainer:
         names += ["perceptual"] if self.perceptual is not None else []
         names += ["style"] if self.perceptual is not None and self.cfg.style_weight else []
         names += ["tv"] if self.tv is not None else []
+        names += ["grid"] if self.cfg.grid_weight else []
         if self.gan is not None:
             names += ["adversarial", "d_loss", "d_real", "d_fake"]
             names += ["gp"] if self.gan.kind == "wgan" else []
@@ -173,6 +174,9 @@ class Trainer:
             if self.tv is not None:
                 terms["tv"] = self.tv(fake.float())
                 total = total + cfg.tv_weight * terms["tv"]
+            if cfg.grid_weight:
+                terms["grid"] = grid_loss(fake.float(), cfg.scale)
+                total = total + cfg.grid_weight * terms["grid"]
             if self.discriminator is not None and self.gan is not None:
                 real_logits = None
                 if self.gan.relativistic:

@@ -1,4 +1,4 @@
-"""Losses of the training kit: pixel, perceptual (VGG19), total variation, adversarial."""
+"""Losses of the training kit: pixel, perceptual (VGG19), total variation, pixel-shuffle grid, adversarial."""
 
 from .adversarial import (
     GAN_KINDS,
@@ -12,6 +12,7 @@ from .adversarial import (
     gan_loss,
     gradient_penalty,
 )
+from .grid import grid_loss, local_periodic
 from .perceptual import (
     ESRGAN_CONV54,
     REAL_ESRGAN_LAYERS,
@@ -49,7 +50,9 @@ __all__ = [
     "gan_loss",
     "gradient_penalty",
     "gram_matrix",
+    "grid_loss",
     "load_vgg19_features",
+    "local_periodic",
     "pixel_loss",
     "tv_beta",
     "tv_l1",
