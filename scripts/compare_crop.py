@@ -1,7 +1,7 @@
 """Write the README's comparison crop: bicubic | each model | HR, on one bench image, labelled.
 
     python scripts/compare_crop.py ../shared/images/bench/Set14/baboon.png --box 40,40,96 \
-        --model weights/srvgg-x4-psnr.safetensors --model weights/srvgg-x4.safetensors --out docs/compare_x4.png
+        --model weights/srvgg-x4-psnr.safetensors --model weights/srvgg-x4-gan.safetensors --out docs/compare_x4.jpg
 
 The LR input is the bench's (antialiased bicubic ÷scale, 8-bit), so the crop shows what the table measures.
 ``--box`` is top,left,side in LR pixels; ``--zoom`` enlarges every panel by nearest-neighbour for viewing.

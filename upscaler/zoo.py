@@ -21,6 +21,10 @@ class ModelEntry:
 
 
 SHIPPED = (
+    ModelEntry("compact-x4", 4, "srvgg", "Compact SRVGG x4 (64 feat, 16 conv), GAN-trained by `upscale train`: "
+               "sharp texture; default", file="srvgg-x4-gan.safetensors"),
+    ModelEntry("compact-x2", 2, "srvgg", "Compact SRVGG x2 (64 feat, 16 conv), GAN-trained by `upscale train`: "
+               "sharp texture", file="srvgg-x2-gan.safetensors"),
     ModelEntry("compact-x4-psnr", 4, "srvgg", "Compact SRVGG x4 (64 feat, 16 conv), L1-trained by `upscale train`: "
                "faithful, soft", file="srvgg-x4-psnr.safetensors"),
     ModelEntry("compact-x2-psnr", 2, "srvgg", "Compact SRVGG x2 (64 feat, 16 conv), L1-trained by `upscale train`: "
@@ -41,7 +45,7 @@ DOWNLOADABLE = (
                url=f"{_RELEASES}/v0.2.5.0/realesr-general-x4v3.pth"),
 )
 
-DEFAULT_BY_SCALE = {4: "compact-x4-psnr", 2: "compact-x2-psnr"}
+DEFAULT_BY_SCALE = {4: "compact-x4", 2: "compact-x2"}
 
 
 def cache_dir() -> Path:
