@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -115,15 +116,9 @@ def supported_codecs(muxer: str) -> set[str]:
 
 
 def hardware_codec(muxer: str, src_pix_fmt: str) -> str | None:
-    """The NVENC encoder for this output if one is built in, fits the container and opens (a GPU is there)."""
+    """The NVENC encoder for this output if this PyAV build has it and the container takes it."""
     name = "hevc_nvenc" if bit_depth(src_pix_fmt) > 8 else "h264_nvenc"
-    if name not in av.codecs_available or name not in supported_codecs(muxer):
-        return None
-    try:
-        _try_open(name, "yuv420p", _codec_options(name, EncodeOptions()))
-    except MediaError:
-        return None
-    return name
+    return name if name in av.codecs_available and name in supported_codecs(muxer) else None
 
 
 def plan_encoder(
@@ -132,12 +127,21 @@ def plan_encoder(
     """Validate ``options`` against this PyAV build and the output container; choose the pixel format.
 
     ``prefer_hardware`` (the model runs on CUDA): with no codec asked for, encode on the GPU's NVENC when it
-    opens, so the CPU encoder does not become the bottleneck of a GPU run.
+    opens with the real settings, so the CPU encoder does not become the bottleneck of a GPU run; without a
+    usable GPU (or with settings NVENC refuses) the software default is planned instead.
     """
     muxer = container_for(dst)
-    auto = options.codec in (None, "auto")
-    chosen = hardware_codec(muxer, src_pix_fmt) if auto and prefer_hardware else None
-    codec = _video_encoder(chosen or (default_codec(muxer) if auto else str(options.codec)))
+    if options.codec not in (None, "auto"):
+        return _plan(options, str(options.codec), dst, muxer, src_pix_fmt)
+    hardware = hardware_codec(muxer, src_pix_fmt) if prefer_hardware else None
+    if hardware is not None:
+        with contextlib.suppress(MediaError):
+            return _plan(options, hardware, dst, muxer, src_pix_fmt)
+    return _plan(options, default_codec(muxer), dst, muxer, src_pix_fmt)
+
+
+def _plan(options: EncodeOptions, name: str, dst: Path, muxer: str, src_pix_fmt: str) -> EncoderPlan:
+    codec = _video_encoder(name)
     fits = supported_codecs(muxer)
     if codec.name not in fits:
         usable = [c for c in KNOWN_CODECS if c in fits and c in av.codecs_available]
@@ -160,7 +164,7 @@ def plan_encoder(
         if depth > 8 and bit_depth(pix_fmt) == 8:
             notes.append(f"{codec.name} has no {depth}-bit mode here: writing {pix_fmt}")
     codec_options = _codec_options(codec.name, options)
-    if options.preset is not None or (codec.name.endswith("_nvenc") and not chosen):
+    if options.preset is not None or codec.name.endswith("_nvenc"):
         _try_open(codec.name, pix_fmt, codec_options)
     return EncoderPlan(
         codec=codec.name,
