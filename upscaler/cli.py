@@ -72,6 +72,9 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Frames per model call."),
         click.option("--compile", "compile_", is_flag=True,
                      help="Run the network through torch.compile (slow first frames, then faster on CUDA)."),
+        click.option("--colour-convert", type=click.Choice(["auto", "device", "swscale"]), default="auto",
+                     show_default=True, help="Where video YUV<->RGB runs: on the model's device (auto on CUDA) "
+                     "or in swscale on the CPU (auto on CPU)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output (never the input)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
     ]
@@ -95,12 +98,13 @@ def encode_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _make_upscaler(model: str, scale: str | None, outscale: float | None, device: str, precision: str,
-                   tile: int | None, tile_overlap: int, batch_size: int | None, compile_: bool = False):  # noqa: ANN202
+                   tile: int | None, tile_overlap: int, batch_size: int | None, compile_: bool = False,
+                   colour_convert: str = "auto"):  # noqa: ANN202
     from .engine import Upscaler
 
     return Upscaler(model, scale=int(scale) if scale else None, device=device, precision=precision,  # type: ignore[arg-type]
                     tile=tile, tile_overlap=tile_overlap, outscale=outscale, batch_size=batch_size,
-                    compile=compile_)
+                    compile=compile_, colour_convert=colour_convert)  # type: ignore[arg-type]
 
 
 def default_output(src: Path, outscale: float) -> Path:
@@ -273,6 +277,8 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--tile-overlap", type=int, default=32, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads for the model (default: torch's).")
 @click.option("--compile", "compile_", is_flag=True, help="Run the network through torch.compile.")
+@click.option("--colour-convert", type=click.Choice(["auto", "device", "swscale"]), default="auto",
+              show_default=True, help="Where YUV<->RGB runs: the model's device (auto on CUDA) or swscale.")
 @click.option("--codec", default="auto", show_default=True,
               help="Video encoder of the end-to-end run (auto: NVENC on a GPU, else libx264).")
 @click.option("--preset", default=None, help="Encoder preset.")
@@ -283,7 +289,8 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @user_errors
 def bench(model: str, scale: str | None, device: str, precision: str, clip: Path | None,
           size: tuple[int, int] | None, frames: int | None, batch_size: int | None, tile: int | None,
-          tile_overlap: int, threads: int | None, compile_: bool, codec: str, preset: str | None,
+          tile_overlap: int, threads: int | None, compile_: bool, colour_convert: str, codec: str,
+          preset: str | None,
           no_sequential: bool, min_time: float, as_json: bool) -> None:
     """Measure the bare model, the end-to-end video pipeline and the sequential loop; per-stage times."""
     import json
@@ -300,7 +307,8 @@ def bench(model: str, scale: str | None, device: str, precision: str, clip: Path
     if threads is not None:
         torch.set_num_threads(threads)
     up = Upscaler(model, scale=int(scale) if scale else None, device=device, precision=precision,  # type: ignore[arg-type]
-                  tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, compile=compile_)
+                  tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, compile=compile_,
+                  colour_convert=colour_convert)  # type: ignore[arg-type]
     config = BenchConfig(clip=clip, size=size, frames=frames, encode=EncodeOptions(codec=codec, preset=preset),
                          sequential=not no_sequential, bare_seconds=min_time)
     report = run_bench(up, config)

@@ -20,12 +20,15 @@ from .resize import bicubic_resize
 from .stages import StageTimer, stage
 from .tiling import upscale_tiled
 from .transfer import HostTransfer
+from .yuv import rgb_to_yuv, yuv_to_rgb
+from .yuv_layout import YuvLayout
 
 if TYPE_CHECKING:
     from .image_upscale import ImageResult
     from .video import EncodeOptions, VideoResult
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+ColourConvert = Literal["auto", "device", "swscale"]
 
 # CPU tile side, from `python scripts/tile_sweep.py` (compact x4, 2 cores, 2 torch threads, overlap 32, freed
 # memory kept, see cpu_memory.py), fps: 320x180 whole frame 4.31, tile 256 3.62; 640x360 whole 1.01, tile 640
@@ -55,6 +58,7 @@ class Upscaler:
         outscale: float | None = None,
         batch_size: int | None = None,
         compile: bool = False,
+        colour_convert: ColourConvert = "auto",
     ) -> None:
         self.loaded = model if isinstance(model, LoadedModel) else load_model(zoo.resolve(model, scale))
         if scale is not None and model not in (None, "default") and scale != self.loaded.scale:
@@ -86,6 +90,13 @@ class Upscaler:
             # Fixed tile sizes make shapes repeat, so each distinct tile shape compiles once.
             self.net = torch.compile(self.net, dynamic=False)
         self.compiled = compile
+        if colour_convert not in ("auto", "device", "swscale"):
+            raise UpscalerError(f"unknown colour conversion {colour_convert!r} (auto, device, swscale)")
+        # Video YUV <-> RGB: in torch on the model's device, or in swscale on the decode/encode threads. On
+        # CUDA the device is faster and halves the copies; on the CPU both compete for the same cores, and
+        # swscale's runs beside the model on the I/O threads (measured: see the README's Speed section).
+        self.colour_on_device = colour_convert == "device" or (colour_convert == "auto"
+                                                               and self.device.type == "cuda")
         # Set by `upscale bench` to time the stages; None costs nothing.
         self.timer: StageTimer | None = None
         self._transfer = HostTransfer(self.device) if self.device.type == "cuda" else None
@@ -118,7 +129,7 @@ class Upscaler:
                 if current <= MIN_TILE:
                     raise UpscalerError("out of GPU memory even with the smallest tile") from None
                 self.tile = max(MIN_TILE, current // 2)
-        target = (round(h * self.outscale), round(w * self.outscale))
+        target = self.output_size(w, h)[::-1]
         if target != tuple(out.shape[-2:]):
             out = bicubic_resize(out, target)
         return out.clamp_(0, 1)
@@ -174,6 +185,36 @@ class Upscaler:
         out = outs[0] if len(outs) == 1 else np.concatenate(outs)
         return out[0] if single else out
 
+    @torch.inference_mode()
+    def upscale_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> np.ndarray:
+        """Flat planar Y'CbCr frames (N, src.length) -> (N, dst.length), converted to RGB and back on the device.
+
+        ``dst`` gives the output's pixel format and colour meaning; its size must be ``output_size`` of the
+        input, less the odd row/column its chroma subsampling cannot hold (``YuvLayout.even_size``).
+        """
+        width, height = self.output_size(src.width, src.height)
+        if dst.even_size(width, height) != (dst.width, dst.height):
+            raise UpscalerError(f"{dst.width}x{dst.height} {dst.pix_fmt} is not the x{self.outscale:g} output "
+                                f"of {src.width}x{src.height}")
+        outs = []
+        for i in range(0, len(frames), self.batch_size):
+            with stage(self.timer, "to_tensor"):
+                chunk = np.ascontiguousarray(frames[i : i + self.batch_size])
+                if chunk.dtype == np.uint16:
+                    chunk = chunk.view(np.int16)  # torch's uint16 has few kernels; yuv.py undoes the sign
+                x = self._transfer.upload(chunk) if self._transfer is not None else torch.from_numpy(chunk)
+                x = yuv_to_rgb(x, src)
+            y = self.upscale_tensor(x)
+            with stage(self.timer, "from_tensor"):
+                y = rgb_to_yuv(y[:, :, : dst.height, : dst.width], dst)
+                host = self._transfer.download(y) if self._transfer is not None else y.numpy()
+                outs.append(host.view(dst.dtype))
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the output for an input of that size."""
+        return round(width * self.outscale), round(height * self.outscale)
+
     # -- files ---------------------------------------------------------------------------------------------
 
     def upscale_image(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
@@ -191,7 +232,8 @@ class Upscaler:
         return upscale_video(Path(src), Path(dst), self.upscale_array, options=options or EncodeOptions(),
                              batch_size=self.batch_size, overwrite=overwrite, progress=progress,
                              on_start=on_start, timer=self.timer, sequential=sequential,
-                             prefer_hardware=self.device.type == "cuda")
+                             prefer_hardware=self.device.type == "cuda",
+                             planar=self if self.colour_on_device else None)
 
     # -- sizing --------------------------------------------------------------------------------------------
 

@@ -15,7 +15,9 @@ from av.sidedata.sidedata import Type as SideDataType
 from av.video.reformatter import ColorRange
 
 from ..errors import MediaError
-from .colour import DECODE_INTERPOLATION, ColourTags
+from ..yuv_layout import YuvLayout
+from .colour import DECODE_INTERPOLATION, RANGE_FULL, ColourTags
+from .planes import layout_for, pack
 from .probe import VideoInfo, _reason
 
 # A run of audio/subtitle packets with no video frame in between is sent on in chunks of this size,
@@ -34,7 +36,11 @@ class SideItem:
 
 @dataclass
 class Batch:
-    """Up to ``batch_size`` consecutive video frames (RGB, N×H×W×3) and what was demuxed alongside them."""
+    """Up to ``batch_size`` consecutive video frames and what was demuxed alongside them.
+
+    ``frames`` is RGB (N×H×W×3) or, when ``layout`` is set, the decoder's own planar Y'CbCr, one flat row per
+    frame (N×layout.length), for the model's device to convert.
+    """
 
     frames: np.ndarray | None
     pts: list[int] = field(default_factory=list)  # per frame, in the input stream's time base
@@ -42,6 +48,7 @@ class Batch:
     # Set on the first batch with frames: what the encoder must tag and how the player must rotate.
     tags: ColourTags | None = None
     display_matrix: list[int] | None = None
+    layout: YuvLayout | None = None
 
 
 class Decoder:
@@ -49,7 +56,7 @@ class Decoder:
 
     def __init__(self, path: Path, container: av.container.InputContainer,
                  stream: av.video.stream.VideoStream, info: VideoInfo,
-                 copy: set[int], transcode: set[int]) -> None:
+                 copy: set[int], transcode: set[int], planar: bool = False) -> None:
         self.path = path
         self.container = container
         self.stream = stream
@@ -69,6 +76,9 @@ class Decoder:
         self._first_tags: ColourTags | None = None
         self._sent_first = False
         self._data_end: float | None = None  # seconds, latest packet end seen in any stream
+        # Planar output: frames in the stream's pixel format, size and colour tags (those of the first frame).
+        self.planar = planar
+        self.layout: YuvLayout | None = None
         stream.codec_context.thread_type = "AUTO"
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
@@ -89,7 +99,7 @@ class Decoder:
                         # threading the decoder would drop it silently and the output would end early.
                         raise MediaError(f"{self.path}: corrupt stream at {where} (truncated or damaged)")
                     for frame in packet.decode():
-                        frames.append(self._to_rgb(frame))
+                        frames.append(self._to_planes(frame) if self.planar else self._to_rgb(frame))
                         pts.append(self._timestamp(frame))
                         self.frames_decoded += 1
                         if len(frames) == batch_size:
@@ -131,7 +141,7 @@ class Decoder:
             raise MediaError(f"{self.path}: truncated (data ends at {got:.2f} s of {announced:.2f} s)")
 
     def _batch(self, frames: list[np.ndarray], pts: list[int], side: list[SideItem]) -> Batch:
-        batch = Batch(np.stack(frames), pts, side)
+        batch = Batch(np.stack(frames), pts, side, layout=self.layout)
         if not self._sent_first:
             batch.tags, batch.display_matrix = self._first_tags, self.display_matrix
             self._sent_first = True
@@ -153,6 +163,30 @@ class Decoder:
             dst_color_range=ColorRange.JPEG,
             interpolation=DECODE_INTERPOLATION,
         )
+
+    def _to_planes(self, frame: av.VideoFrame) -> np.ndarray:
+        tags = self._tags(frame)
+        if self.layout is None:
+            self.display_matrix = _display_matrix(frame) or []
+            self._first_tags = tags
+            self.layout = layout_for(self.info.pix_fmt, self.info.width, self.info.height, tags.matrix,
+                                     tags.range == RANGE_FULL)
+            if self.layout is None:
+                raise MediaError(f"{self.path}: {self.info.pix_fmt} frames cannot be converted on the device")
+        ref, first = self.layout, self._first_tags
+        assert first is not None
+        if (frame.format.name, frame.width, frame.height) != (ref.pix_fmt, ref.width, ref.height) or \
+                (tags.matrix, tags.range) != (first.matrix, first.range):
+            # A mid-stream change of size, format or matrix: swscale brings the frame to the first one's.
+            frame = frame.reformat(
+                format=ref.pix_fmt, width=ref.width, height=ref.height,
+                src_colorspace=tags.sws_matrix, dst_colorspace=first.sws_matrix,
+                src_color_range=tags.sws_range, dst_color_range=first.sws_range,
+                interpolation=DECODE_INTERPOLATION,
+            )
+        row = np.empty(ref.length, ref.dtype)
+        pack(frame, ref, row)
+        return row
 
     def _tags(self, frame: av.VideoFrame) -> ColourTags:
         key = (frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc)

@@ -13,9 +13,11 @@ import numpy as np
 from av.stream import Disposition
 
 from ..errors import MediaError
+from ..yuv_layout import YuvLayout
 from .colour import ENCODE_INTERPOLATION, RANGE_FULL, SPC_RGB, ColourTags
 from .decode import Batch, SideItem
 from .options import EncoderPlan
+from .planes import unpack
 from .probe import VideoInfo, _reason
 from .remux import StreamPlan, add_transcoded_audio, copy_tags
 
@@ -79,12 +81,14 @@ class Writer:
 
     # -- called from the encoder thread ------------------------------------------------------------
 
-    def write(self, batch: Batch, frames: np.ndarray | None) -> None:
+    def write(self, batch: Batch, frames: np.ndarray | None, layout: YuvLayout | None = None) -> None:
+        """Mux ``batch``'s side items and encode ``frames``: RGB (N×H×W×3), or flat planar rows in the output
+        pixel format when ``layout`` is given (the model's device did the colour conversion)."""
         if not self._started:
             if frames is None:
                 self._pending.extend(batch.side)
                 return
-            self._start(batch, frames)
+            self._start(batch, frames, layout)
             side, self._pending = self._pending + batch.side, []
         else:
             side = batch.side
@@ -94,7 +98,7 @@ class Writer:
                 self._mux_side(item)
             if frames is not None:
                 for image, pts in zip(frames, batch.pts, strict=True):
-                    self._encode(image, pts)
+                    self._encode(image, pts, layout)
         except av.error.FFmpegError as exc:
             where = f"frame {self.frames_written}"
             raise MediaError(f"{self.dst}: encoding failed at {where} ({_reason(exc)})") from None
@@ -123,21 +127,22 @@ class Writer:
             except Exception:  # noqa: S110 - the file is discarded anyway
                 pass
 
-    def _start(self, batch: Batch, frames: np.ndarray) -> None:
+    def _start(self, batch: Batch, frames: np.ndarray, layout: YuvLayout | None) -> None:
         """Size, colour tags and rotation from the first batch; then open the encoders, write the header."""
         assert self.output is not None and self.video is not None
-        height, width = frames.shape[1:3]
-        fmt = av.VideoFormat(self.plan.pix_fmt)
-        # 4:2:0 and 4:2:2 need dimensions divisible by the chroma subsampling: crop the last row/column.
-        sub_w = 1 if fmt.chroma_width(2) == 2 else (2 if fmt.chroma_width(4) == 2 else 4)
-        sub_h = 1 if fmt.chroma_height(2) == 2 else (2 if fmt.chroma_height(4) == 2 else 4)
-        enc_w, enc_h = width - width % sub_w, height - height % sub_h
-        if enc_w == 0 or enc_h == 0:
-            raise MediaError(f"{self.dst}: frames of {width}x{height} are too small for {self.plan.pix_fmt}")
+        if layout is not None:
+            if layout.pix_fmt != self.plan.pix_fmt:
+                raise ValueError(f"planar frames are {layout.pix_fmt}, the encoder takes {self.plan.pix_fmt}")
+            enc_w, enc_h = layout.width, layout.height  # cropped to the chroma grid by whoever made them
+        else:
+            height, width = frames.shape[1:3]
+            enc_w, enc_h = encodable_size(width, height, self.plan.pix_fmt)
+            if enc_w == 0 or enc_h == 0:
+                raise MediaError(f"{self.dst}: frames of {width}x{height} are too small for {self.plan.pix_fmt}")
+            self.cropped = (enc_w, enc_h) != (width, height)
         self.size = (enc_w, enc_h)
-        self.cropped = (enc_w, enc_h) != (width, height)
         tags = batch.tags or self.info.colour.resolved(self.info.width, self.info.height, self.info.pix_fmt)
-        if fmt.is_rgb:
+        if av.VideoFormat(self.plan.pix_fmt).is_rgb:
             tags = ColourTags(tags.primaries, tags.trc, SPC_RGB, RANGE_FULL)
         self._tags = tags
 
@@ -160,8 +165,23 @@ class Writer:
 
     # -- per item ------------------------------------------------------------------------------------
 
-    def _encode(self, image: np.ndarray, pts: int) -> None:
+    def _encode(self, image: np.ndarray, pts: int, layout: YuvLayout | None) -> None:
         assert self.output is not None and self.video is not None and self.size is not None
+        tags = self._tags
+        if layout is not None:
+            frame = unpack(image, layout)
+        else:
+            frame = self._from_rgb(image)
+        tags.apply_to(frame)
+        frame.pts = pts
+        frame.time_base = self.info.time_base
+        for packet in self.video.encode(frame):
+            self.output.mux(packet)
+        self.frames_written += 1
+
+    def _from_rgb(self, image: np.ndarray) -> av.VideoFrame:
+        """swscale's RGB -> the output pixel format, with the output's matrix and range."""
+        assert self.size is not None
         width, height = self.size
         if self.cropped:
             image = image[:height, :width]
@@ -179,12 +199,7 @@ class Writer:
                 dst_color_range=tags.sws_range,
                 interpolation=ENCODE_INTERPOLATION,
             )
-        tags.apply_to(frame)
-        frame.pts = pts
-        frame.time_base = self.info.time_base
-        for packet in self.video.encode(frame):
-            self.output.mux(packet)
-        self.frames_written += 1
+        return frame
 
     def _mux_side(self, item: SideItem) -> None:
         assert self.output is not None
@@ -195,3 +210,12 @@ class Writer:
         elif item.frame is not None:
             for packet in out.encode(item.frame):
                 self.output.mux(packet)
+
+
+def encodable_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
+    """The largest (width, height) within the given one that ``pix_fmt`` can hold: 4:2:0 and 4:2:2 need sizes
+    divisible by their chroma subsampling, so the last row/column goes."""
+    fmt = av.VideoFormat(pix_fmt)
+    sub_w = 1 if fmt.chroma_width(2) == 2 else (2 if fmt.chroma_width(4) == 2 else 4)
+    sub_h = 1 if fmt.chroma_height(2) == 2 else (2 if fmt.chroma_height(4) == 2 else 4)
+    return width - width % sub_w, height - height % sub_h

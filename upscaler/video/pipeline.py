@@ -13,19 +13,35 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import MediaError
 from ..fileio import atomic_output, check_output_path
 from ..stages import StageTimer, stage
+from ..yuv_layout import YuvLayout
 from .decode import Batch, Decoder
-from .encode import Writer
+from .encode import Writer, encodable_size
 from .options import EncodeOptions, plan_encoder
+from .planes import layout_for
 from .probe import VideoInfo, open_input, probe_video
 from .remux import plan_streams
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
+
+
+class PlanarModel(Protocol):
+    """A model that takes and returns planar Y'CbCr frames and converts colour itself (on its device)."""
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]: ...
+
+    def upscale_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> np.ndarray: ...
+
+
+# What the model thread hands the encoder: the frames (None for a batch of side items only) and, for planar
+# frames, their layout.
+Upscaled = tuple[np.ndarray | None, YuvLayout | None]
 
 # Batches in flight on each side of the model: enough to hide decode/encode jitter, small enough for 4K.
 _QUEUE_BATCHES = 2
@@ -69,6 +85,7 @@ def upscale_video(
     timer: StageTimer | None = None,
     sequential: bool = False,
     prefer_hardware: bool = False,
+    planar: PlanarModel | None = None,
 ) -> VideoResult:
     """Upscale every frame of ``src`` with ``frame_fn`` and write ``dst``; all other streams go along.
 
@@ -98,6 +115,11 @@ def upscale_video(
     ``prefer_hardware`` (the frames come from a GPU model): with no codec chosen, encode with NVENC when it
     opens, else the software default.
 
+    ``planar``: when given, and both the input's and the encoder's pixel formats are planar Y'CbCr it
+    handles (yuv420p, yuv422p10le, nv12, p010le...), frames skip swscale: ``planar.upscale_planes`` gets the
+    decoded planes and returns the encoder's, doing YUV <-> RGB itself (on the GPU, for ``Upscaler``);
+    ``frame_fn`` is then unused. Other formats take the RGB path through ``frame_fn``.
+
     ``timer`` collects the decode and encode stage times (``upscale bench``). ``sequential=True`` runs the
     plain loop instead - decode a batch, upscale it, encode it, in this thread - as the bench's baseline.
     """
@@ -117,13 +139,16 @@ def upscale_video(
         if on_start is not None:
             on_start(info)
         start = time.perf_counter()
-        decoder = Decoder(src, container, stream, info, set(streams.copy), set(streams.transcode))
+        use_planar = planar is not None and _handles(info.pix_fmt) and _handles(plan.pix_fmt)
+        decoder = Decoder(src, container, stream, info, set(streams.copy), set(streams.transcode),
+                          planar=use_planar)
+        step = _PlanarStep(planar, plan.pix_fmt) if use_planar and planar is not None else _RgbStep(frame_fn)
         with atomic_output(dst) as tmp:
             writer = Writer(tmp, dst, plan, info, container, streams)
             try:
                 writer.open()
                 run = _run_sequential if sequential else _run
-                run(decoder, writer, frame_fn, batch_size, progress, timer)
+                run(decoder, writer, step, batch_size, progress, timer)
             finally:
                 writer.abort()  # a no-op after a clean finish
         elapsed = time.perf_counter() - start
@@ -131,7 +156,7 @@ def upscale_video(
         container.close()
 
     late = []
-    if writer.cropped and writer.size is not None:
+    if (writer.cropped or step.cropped) and writer.size is not None:
         width, height = writer.size
         late.append(f"{dst.name}: cropped to {width}x{height}: {plan.pix_fmt} needs even sizes")
     announced, decoded = stream.frames, decoder.frames_decoded
@@ -169,23 +194,70 @@ def _timed_batches(decoder: Decoder, batch_size: int, timer: StageTimer | None) 
         yield batch
 
 
-def _run_sequential(decoder: Decoder, writer: Writer, frame_fn: FrameFn, batch_size: int,
+def _handles(pix_fmt: str) -> bool:
+    return layout_for(pix_fmt, 2, 2, 1, False) is not None
+
+
+class _RgbStep:
+    """RGB frames through ``frame_fn``; the encoder converts them with swscale."""
+
+    cropped = False  # the Writer crops RGB frames itself
+
+    def __init__(self, frame_fn: FrameFn) -> None:
+        self.frame_fn = frame_fn
+        self.shape: tuple[int, ...] | None = None
+
+    def __call__(self, batch: Batch) -> Upscaled:
+        assert batch.frames is not None
+        out = self.frame_fn(batch.frames)
+        self.shape = _check_output(out, batch, self.shape)
+        return out, None
+
+
+class _PlanarStep:
+    """Planar frames through the model's own conversion, into the encoder's pixel format; the output keeps
+    the input's matrix and range (as the RGB path does) and is cropped to the encoder's chroma grid."""
+
+    def __init__(self, model: PlanarModel, pix_fmt: str) -> None:
+        self.model = model
+        self.pix_fmt = pix_fmt
+        self.dst: YuvLayout | None = None
+        self.cropped = False
+
+    def __call__(self, batch: Batch) -> Upscaled:
+        src = batch.layout
+        assert batch.frames is not None and src is not None
+        if self.dst is None:
+            width, height = self.model.output_size(src.width, src.height)
+            enc_w, enc_h = encodable_size(width, height, self.pix_fmt)
+            if enc_w == 0 or enc_h == 0:
+                raise MediaError(f"frames of {width}x{height} are too small for {self.pix_fmt}")
+            dst = layout_for(self.pix_fmt, enc_w, enc_h, src.matrix, src.full_range)
+            assert dst is not None
+            self.dst, self.cropped = dst, (enc_w, enc_h) != (width, height)
+        out = self.model.upscale_planes(batch.frames, src, self.dst)
+        if out.shape != (len(batch.pts), self.dst.length):
+            raise ValueError(f"upscale_planes returned {out.shape} for {len(batch.pts)} frames of "
+                             f"{self.dst.length} samples")
+        return out, self.dst
+
+
+Step = Callable[[Batch], Upscaled]
+
+
+def _run_sequential(decoder: Decoder, writer: Writer, step: Step, batch_size: int,
                     progress: Callable[[int], None] | None, timer: StageTimer | None) -> None:
-    shape: tuple[int, ...] | None = None
     for batch in _timed_batches(decoder, batch_size, timer):
-        out = None
-        if batch.frames is not None:
-            out = frame_fn(batch.frames)
-            shape = _check_output(out, batch, shape)
+        out, layout = step(batch) if batch.frames is not None else (None, None)
         with stage(timer, "encode"):
-            writer.write(batch, out)
+            writer.write(batch, out, layout)
         if progress is not None and batch.frames is not None:
             progress(len(batch.pts))
     with stage(timer, "encode"):
         writer.finish()
 
 
-def _run(decoder: Decoder, writer: Writer, frame_fn: FrameFn, batch_size: int,
+def _run(decoder: Decoder, writer: Writer, step: Step, batch_size: int,
          progress: Callable[[int], None] | None, timer: StageTimer | None) -> None:
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -199,8 +271,9 @@ def _run(decoder: Decoder, writer: Writer, frame_fn: FrameFn, batch_size: int,
 
     def consume() -> None:
         while (item := _get(upscaled, stop)) is not _END:
+            batch, out, layout = item
             with stage(timer, "encode"):
-                writer.write(*item)
+                writer.write(batch, out, layout)
         with stage(timer, "encode"):
             writer.finish()
 
@@ -211,13 +284,9 @@ def _run(decoder: Decoder, writer: Writer, frame_fn: FrameFn, batch_size: int,
     for thread in threads:
         thread.start()
     try:
-        shape: tuple[int, ...] | None = None
         while (batch := _get(decoded, stop)) is not _END:
-            out = None
-            if batch.frames is not None:
-                out = frame_fn(batch.frames)
-                shape = _check_output(out, batch, shape)
-            _put(upscaled, (batch, out), stop)
+            out, layout = step(batch) if batch.frames is not None else (None, None)
+            _put(upscaled, (batch, out, layout), stop)
             if progress is not None and batch.frames is not None:
                 progress(len(batch.pts))
         _put(upscaled, _END, stop)
