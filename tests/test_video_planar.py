@@ -1,0 +1,162 @@
+"""The video pipeline's device colour path: decoded planes in, encoder planes out, YUV <-> RGB in torch.
+
+A stand-in model upscales by repeating pixels, so both paths (planes through torch, RGB through swscale)
+see the same picture and their outputs can be compared; the shipped model runs the real path once.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+from test_video import FAST, audio_span, make_clip, tags_of, video_pts, x2
+
+from upscaler import Upscaler
+from upscaler.bench import prepare_clip
+from upscaler.video import EncodeOptions, VideoWarning, upscale_video
+from upscaler.yuv import rgb_to_yuv, yuv_to_rgb
+from upscaler.yuv_layout import YuvLayout
+
+SAMPLE = REPO / "samples" / "bbb_320x180.mp4"
+LOSSLESS = EncodeOptions(codec="ffv1")
+
+
+class Repeat:
+    """A PlanarModel that repeats each pixel ``factor`` times (and may make an odd size, like --outscale)."""
+
+    def __init__(self, factor: int = 2, extra: int = 0) -> None:
+        self.factor, self.extra = factor, extra
+        self.calls: list[tuple[YuvLayout, YuvLayout]] = []
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return width * self.factor + self.extra, height * self.factor + self.extra
+
+    def upscale_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> np.ndarray:
+        self.calls.append((src, dst))
+        samples = torch.from_numpy(frames.view(np.int16) if frames.dtype == np.uint16 else frames)
+        rgb = yuv_to_rgb(samples, src)
+        rgb = rgb.repeat_interleave(self.factor, -1).repeat_interleave(self.factor, -2)
+        if self.extra:
+            rgb = torch.nn.functional.pad(rgb, (0, self.extra, 0, self.extra), mode="replicate")
+        return rgb_to_yuv(rgb[:, :, : dst.height, : dst.width], dst).numpy().view(dst.dtype)
+
+
+def never(batch: np.ndarray) -> np.ndarray:
+    raise AssertionError("the RGB frame_fn must not run on the planar path")
+
+
+def decoded(path: Path, fmt: str = "rgb24") -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format=fmt) for f in c.decode(video=0)]).astype(np.float64)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    return float(10 * np.log10(peak**2 / np.mean((a - b) ** 2)))
+
+
+def test_planar_path_matches_the_swscale_path_on_a_real_clip(tmp_path: Path) -> None:
+    model = Repeat()
+    planar = upscale_video(SAMPLE, tmp_path / "planar.mkv", never, options=LOSSLESS, planar=model)
+    rgb = upscale_video(SAMPLE, tmp_path / "rgb.mkv", x2, options=LOSSLESS)
+    assert planar.frames == rgb.frames == 24 and planar.size == rgb.size == (640, 360)
+    src, dst = model.calls[0]
+    assert (src.pix_fmt, src.width, src.height, src.matrix, src.full_range) == ("yuv420p", 320, 180, 6, False)
+    assert (dst.pix_fmt, dst.width, dst.height, dst.matrix) == ("yuv420p", 640, 360, 6)
+    # Same pictures to within the two converters' rounding and chroma filters (FFV1 is lossless).
+    a, b = decoded(tmp_path / "planar.mkv"), decoded(tmp_path / "rgb.mkv")
+    assert psnr(a, b) > 45, psnr(a, b)  # 48.7 dB; decoding BT.601 as BT.709 gives 40
+    assert np.abs((a - b).mean(axis=(0, 1, 2))).max() < 0.3  # no colour cast
+    assert video_pts(tmp_path / "planar.mkv") == video_pts(tmp_path / "rgb.mkv")
+    assert len(video_pts(tmp_path / "planar.mkv")) == 24
+    assert tags_of(tmp_path / "planar.mkv") == tags_of(tmp_path / "rgb.mkv")
+    assert audio_span(tmp_path / "planar.mkv") == audio_span(tmp_path / "rgb.mkv")
+
+
+def test_planar_path_keeps_vfr_timestamps_rotation_and_audio(clips: Path, tmp_path: Path) -> None:
+    src, dst = clips / "fire_vfr.mp4", tmp_path / "vfr.mp4"
+    result = upscale_video(src, dst, never, options=FAST, planar=Repeat(factor=1))
+    assert result.frames == 25 and result.size == (1280, 720)
+    before, after = video_pts(src), video_pts(dst)
+    assert max(abs(a - b) for a, b in zip(after, before, strict=True)) <= Fraction(1, 90000)
+    with av.open(str(src)) as c:
+        rotation = next(c.decode(video=0)).rotation
+    with av.open(str(dst)) as c:
+        assert next(c.decode(video=0)).rotation == rotation != 0
+    assert audio_span(dst)[0] == audio_span(src)[0]
+    assert tags_of(dst)[0] == (1, 1, 1, 1)  # untagged HD: converted and tagged as BT.709, limited
+
+
+@pytest.mark.parametrize(("tags", "yuv"), [((1, 1, 1, 1), (120, 90, 180)), ((5, 6, 5, 2), (150, 110, 150))])
+def test_flat_colours_come_back_exactly(tags: tuple[int, int, int, int], yuv: tuple[int, int, int],
+                                        tmp_path: Path) -> None:
+    # BT.709 limited and BT.601 full range, colours inside the RGB gamut: YUV -> RGB -> YUV in float lands
+    # on the same codes.
+    src = make_clip(tmp_path / "flat.mkv", yuv=yuv, tags=tags, frames=3)
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, never, options=LOSSLESS, planar=Repeat())
+    with av.open(str(dst)) as c:
+        frame = next(c.decode(video=0))
+        assert (frame.colorspace, frame.color_range) == tags[2:]
+        planes = [np.frombuffer(p, np.uint8).reshape(p.height, -1)[:, : p.width] for p in frame.planes]
+    assert [np.unique(p).tolist() for p in planes] == [[v] for v in yuv]
+
+
+def test_ten_bit_stays_ten_bit_on_the_planar_path(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "ten.mkv", pix_fmt="yuv420p10le", tags=(1, 1, 1, 1), size=(64, 48), frames=3)
+    model = Repeat()
+    planar = upscale_video(src, tmp_path / "planar.mkv", never, options=LOSSLESS, planar=model)
+    upscale_video(src, tmp_path / "rgb.mkv", x2, options=LOSSLESS)
+    assert planar.pix_fmt == "yuv420p10le" and model.calls[0][0].bits == 10
+    a, b = decoded(tmp_path / "planar.mkv", "rgb48le"), decoded(tmp_path / "rgb.mkv", "rgb48le")
+    assert psnr(a, b, 65535.0) > 46, psnr(a, b, 65535.0)  # 49.3 dB
+    # The extra bits are real: the planar output is not 8-bit codes shifted up.
+    with av.open(str(tmp_path / "planar.mkv")) as c:
+        luma = np.frombuffer(next(c.decode(video=0)).planes[0], np.uint16)
+    assert (luma % 4 != 0).any()
+
+
+def test_semi_planar_output_for_nvenc_style_encoders(tmp_path: Path) -> None:
+    # NVENC takes NV12 / P010: the planar path writes the interleaved chroma itself (here through libx264).
+    options = EncodeOptions(codec="libx264", pix_fmt="nv12", preset="ultrafast", crf=0)
+    result = upscale_video(SAMPLE, tmp_path / "nv12.mkv", never, options=options, planar=Repeat())
+    upscale_video(SAMPLE, tmp_path / "rgb.mkv", x2, options=LOSSLESS)
+    assert result.pix_fmt == "nv12"
+    a, b = decoded(tmp_path / "nv12.mkv"), decoded(tmp_path / "rgb.mkv")
+    assert psnr(a, b) > 45, psnr(a, b)  # 48.7 dB, as for yuv420p: x264 at crf 0 is lossless
+
+
+def test_odd_output_is_cropped_to_the_chroma_grid(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "small.mkv")  # 64x48 -> 129x97 -> 128x96
+    model = Repeat(extra=1)
+    with pytest.warns(VideoWarning, match="cropped to 128x96"):
+        result = upscale_video(src, tmp_path / "odd.mp4", never, options=FAST, planar=model)
+    assert result.size == (128, 96) and (model.calls[0][1].width, model.calls[0][1].height) == (128, 96)
+    # 4:4:4 holds odd sizes: nothing cropped.
+    result = upscale_video(src, tmp_path / "odd.mkv", never, options=EncodeOptions(codec="ffv1", pix_fmt="yuv444p"),
+                           planar=Repeat(extra=1))
+    assert result.size == (129, 97)
+
+
+def test_formats_the_planar_path_does_not_take_go_through_rgb(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "rgb.mkv", pix_fmt="bgr0")  # an RGB input: swscale's job
+    model = Repeat()
+    result = upscale_video(src, tmp_path / "out.mkv", x2, options=LOSSLESS, planar=model)
+    assert result.frames == 5 and model.calls == []
+
+
+def test_shipped_model_on_the_device_colour_path(tmp_path: Path) -> None:
+    clip = prepare_clip(SAMPLE, tmp_path / "small.mp4", (96, 54), 6)
+    results = {}
+    for mode in ("device", "swscale"):
+        up = Upscaler(scale=2, device="cpu", colour_convert=mode)
+        results[mode] = up.upscale_video(clip, tmp_path / f"{mode}.mkv", options=LOSSLESS)
+    assert results["device"].size == results["swscale"].size == (192, 108)
+    a, b = decoded(tmp_path / "device.mkv"), decoded(tmp_path / "swscale.mkv")
+    assert psnr(a, b) > 41, psnr(a, b)  # 44.7 dB: the model sharpens the converters' small differences
+    assert np.abs((a - b).mean(axis=(0, 1, 2))).max() < 0.3
+    assert not Upscaler(scale=2, device="cpu").colour_on_device  # auto: swscale on the CPU (measured faster)
