@@ -45,6 +45,18 @@ def test_bench_json_reports_every_figure() -> None:
     assert r["psnr"]["frames"] == 4 and r["psnr"]["model_db"] > 10 and r["psnr"]["bicubic_db"] > 10
 
 
+def test_bench_on_the_device_colour_path() -> None:
+    result = CliRunner().invoke(main, ["bench", "--json", "--frames", "3", "--size", "64x36", "--device", "cpu",
+                                       "--min-time", "0.2", "--preset", "ultrafast", "--no-sequential",
+                                       "--colour-convert", "device"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert r["colour_convert"] == "device" and r["end_to_end"]["frames"] == 3 and r["output"] == [256, 144]
+    # Decoding no longer converts colour; the device does, inside to_tensor / from_tensor.
+    assert r["stages"]["to_tensor"] > 0 and r["stages"]["from_tensor"] > 0
+    assert r["io_only"]["fps"] > r["end_to_end"]["fps"]
+
+
 def test_bench_rejects_odd_size() -> None:
     result = CliRunner().invoke(main, ["bench", "--size", "63x36", "--frames", "2"])
     assert result.exit_code != 0 and "must be even" in result.stderr

@@ -160,3 +160,27 @@ def test_shipped_model_on_the_device_colour_path(tmp_path: Path) -> None:
     assert psnr(a, b) > 41, psnr(a, b)  # 44.7 dB: the model sharpens the converters' small differences
     assert np.abs((a - b).mean(axis=(0, 1, 2))).max() < 0.3
     assert not Upscaler(scale=2, device="cpu").colour_on_device  # auto: swscale on the CPU (measured faster)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_planar_path_matches_cpu(tmp_path: Path) -> None:
+    # Upload as int16 through pinned buffers, convert, upscale, convert back and download: the same frames as
+    # the CPU (fp32), and fp16 within its precision.
+    clip = prepare_clip(SAMPLE, tmp_path / "small.mp4", (192, 108), 8)
+    runs = {"cpu": Upscaler(scale=4, device="cpu", colour_convert="device"),
+            "cuda32": Upscaler(scale=4, device="cuda", precision="fp32"),
+            "cuda16": Upscaler(scale=4, device="cuda")}
+    assert runs["cuda16"].colour_on_device and runs["cuda16"].dtype == torch.float16
+    for name, up in runs.items():
+        result = up.upscale_video(clip, tmp_path / f"{name}.mkv", options=LOSSLESS)
+        assert result.frames == 8 and result.size == (768, 432)
+    cpu = decoded(tmp_path / "cpu.mkv")
+    assert psnr(cpu, decoded(tmp_path / "cuda32.mkv")) > 50
+    assert psnr(cpu, decoded(tmp_path / "cuda16.mkv")) > 40
+    # Ten-bit frames cross as int16 both ways.
+    src = make_clip(tmp_path / "ten.mkv", pix_fmt="yuv420p10le", tags=(1, 1, 1, 1), size=(64, 48), frames=3)
+    for name in ("cpu", "cuda32"):
+        runs[name].upscale_video(src, tmp_path / f"ten_{name}.mkv", options=LOSSLESS)
+    a, b = decoded(tmp_path / "ten_cpu.mkv", "rgb48le"), decoded(tmp_path / "ten_cuda32.mkv", "rgb48le")
+    assert psnr(a, b, 65535.0) > 50

@@ -32,6 +32,7 @@ from .metrics import psnr_y
 from .resize import bicubic_downscale, bicubic_resize
 from .stages import STAGES, StageTimer
 from .video import EncodeOptions, probe_video, upscale_video
+from .yuv_layout import YuvLayout
 
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "samples" / "bbb_320x180.mp4"
 
@@ -94,6 +95,7 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
         "tile": up.tile,
         "batch_size": up.batch_size,
         "compile": up.compiled,
+        "colour_convert": "device" if up.colour_on_device else "swscale",
         "codec": result.codec,
         "clip": str(config.clip),
         "input": [width, height],
@@ -133,17 +135,42 @@ def _sequential(up: Upscaler, clip: Path, dst: Path, encode: EncodeOptions, time
     return {"fps": result.fps, "seconds": result.elapsed, "frames": result.frames, "stages": stages}
 
 
+class _NearestPlanes:
+    """A near-free stand-in for the model on the planar path: each plane resized by nearest neighbour on the
+    host, samples moved to the output's bit depth."""
+
+    def __init__(self, up: Upscaler) -> None:
+        self.output_size = up.output_size
+
+    def upscale_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> np.ndarray:
+        up_bits = (dst.bits + dst.shift) - (src.bits + src.shift)
+        out = np.empty((len(frames), dst.length), dst.dtype)
+        for row, flat in zip(out, frames, strict=True):
+            for (plane, (w, h)), (target, size) in zip(_planes(flat, src), _planes(row, dst), strict=True):
+                small = cv2.resize(plane.reshape(h, w), size, interpolation=cv2.INTER_NEAREST).astype(dst.dtype)
+                target[:] = (small << up_bits if up_bits >= 0 else small >> -up_bits).reshape(-1)
+        return out
+
+
+def _planes(flat: np.ndarray, layout: YuvLayout) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    cw, ch = layout.chroma_size
+    luma, chroma = layout.luma_length, cw * ch
+    return [(flat[:luma], (layout.width, layout.height)), (flat[luma : luma + chroma], (cw, ch)),
+            (flat[luma + chroma :], (cw, ch))]
+
+
 def _io_only(up: Upscaler, clip: Path, dst: Path, encode: EncodeOptions) -> dict[str, Any]:
     """The same pipeline with a near-free nearest-neighbour "model": what decode + encode alone sustain, and the
     CPU time they take per frame (on a CPU run that time is taken from the model: the ceiling of the ratio)."""
-    size = round(up.outscale * probe_video(clip).width), round(up.outscale * probe_video(clip).height)
+    size = up.output_size(probe_video(clip).width, probe_video(clip).height)
 
     def nearest(frames: np.ndarray) -> np.ndarray:
         return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_NEAREST) for f in frames])
 
     cpu = _cpu_seconds()
     result = upscale_video(clip, dst, nearest, options=encode, batch_size=up.batch_size, overwrite=True,
-                           prefer_hardware=up.device.type == "cuda")
+                           prefer_hardware=up.device.type == "cuda",
+                           planar=_NearestPlanes(up) if up.colour_on_device else None)
     cpu = _cpu_seconds() - cpu
     return {"fps": result.fps, "seconds": result.elapsed, "cpu_s_per_frame": cpu / max(1, result.frames)}
 
@@ -298,7 +325,8 @@ def render(report: dict[str, Any]) -> Any:
     mem, psnr = r["memory"], r["psnr"]
     lines = [
         f"wall {r['end_to_end']['seconds']:.2f} s for {frames} frames; {r['codec']}, tile {r['tile'] or 'off'}, "
-        f"batch {r['batch_size']}, {r['precision']}, {r['torch_threads']} torch threads"
+        f"batch {r['batch_size']}, {r['precision']}, {r['torch_threads']} torch threads, "
+        f"YUV<->RGB on {'the device' if r['colour_convert'] == 'device' else 'swscale'}"
         f"{', torch.compile' if r['compile'] else ''}",
         f"memory: peak RSS {mem['rss_peak_mb']} MB (grew {mem['rss_growth_mb']} MB during the run)"
         + (f", GPU peak {mem['gpu_peak_mb']} MB" if mem["gpu_peak_mb"] is not None else ""),

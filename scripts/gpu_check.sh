@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Everything a GPU session checks, in one device call (about 6-8 minutes on an H200):
+#   here:    bash scripts/fetch_gpu_wheels.sh
+#   device:  run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=590)
+# Writes to $OUT: env.txt, tests.log, bench-*.json and table.md (the README's GPU table rows).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  || { echo "no wheels: run scripts/fetch_gpu_wheels.sh first"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD
+{ nvidia-smi; python3 -c "import torch, av; print('torch', torch.__version__, 'av', av.__version__,
+  torch.cuda.get_device_name(), [c for c in av.codecs_available if 'nvenc' in c])"; nproc; } > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt" | tail -3
+
+# The CUDA tests (fp16 vs fp32, transfers, the device colour path) and the CPU suites they lean on.
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_bench.py tests/test_engine.py tests/test_yuv.py \
+  tests/test_video_planar.py tests/test_video.py 2>&1 | tee "$OUT/tests.log" | tail -15
+
+bench() {  # name, then upscale bench options
+  local name=$1; shift
+  echo "== bench $name: $*"
+  timeout 120 python3 -m upscaler bench --json "$@" > "$OUT/bench-$name.json" 2> "$OUT/bench-$name.err" \
+    || { echo "bench $name failed:"; tail -3 "$OUT/bench-$name.err"; }
+}
+bench 1080p --size 480x270 --frames 240
+bench 1080p-ultrafast --size 480x270 --frames 240 --preset ultrafast
+bench 4k --size 960x540 --frames 120 --preset ultrafast
+bench 4k-swscale --size 960x540 --frames 120 --preset ultrafast --colour-convert swscale --no-sequential
+bench 4k-compile --size 960x540 --frames 120 --preset ultrafast --compile --no-sequential
+bench 4k-x2 -s 2 --size 1920x1080 --frames 60 --preset ultrafast --no-sequential
+python3 scripts/bench_table.py "$OUT"/bench-*.json | tee "$OUT/table.md"
