@@ -155,6 +155,10 @@ def test_cuda_transfer_round_trip_and_tiled_frames() -> None:
         frames = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, (2, 20, 30, 3), dtype=dtype)
         on_gpu = transfer.upload(frames)
         assert on_gpu.is_cuda and np.array_equal(transfer.download(on_gpu), frames)
+    # Downloads queued past the two pinned slots: each result is still its own tensor's.
+    tensors = [torch.full((4, 5), i, dtype=torch.uint8, device="cuda") for i in range(5)]
+    pending = [transfer.download_async(t) for t in tensors]
+    assert [int(p.wait()[0, 0]) for p in pending] == [0, 1, 2, 3, 4]
     frames = read_frames(SAMPLE, 2)[:, :64, :96]
     gpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cuda", precision="fp32").upscale_array(frames)
     cpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cpu").upscale_array(frames)

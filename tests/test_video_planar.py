@@ -6,6 +6,7 @@ see the same picture and their outputs can be compared; the shipped model runs t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,6 +36,10 @@ class Repeat:
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return width * self.factor + self.extra, height * self.factor + self.extra
+
+    def submit_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> Callable[[], np.ndarray]:
+        out = self.upscale_planes(frames, src, dst)
+        return lambda: out
 
     def upscale_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> np.ndarray:
         self.calls.append((src, dst))
@@ -184,3 +189,33 @@ def test_cuda_planar_path_matches_cpu(tmp_path: Path) -> None:
         runs[name].upscale_video(src, tmp_path / f"ten_{name}.mkv", options=LOSSLESS)
     a, b = decoded(tmp_path / "ten_cpu.mkv", "rgb48le"), decoded(tmp_path / "ten_cuda32.mkv", "rgb48le")
     assert psnr(a, b, 65535.0) > 50
+
+
+class Recording(Repeat):
+    """Repeat, with a log of when each batch is queued and when it is waited for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+
+    def submit_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> Callable[[], np.ndarray]:
+        n = sum(entry.startswith("submit") for entry in self.log)
+        self.log.append(f"submit {n}")
+        out = self.upscale_planes(frames, src, dst)
+
+        def fetch() -> np.ndarray:
+            self.log.append(f"fetch {n}")
+            return out
+
+        return fetch
+
+
+def test_next_batch_is_queued_before_the_previous_is_waited_for(tmp_path: Path) -> None:
+    model = Recording()
+    upscale_video(SAMPLE, tmp_path / "ahead.mkv", never, options=LOSSLESS, planar=model, batch_size=8)
+    assert model.log == ["submit 0", "submit 1", "fetch 0", "submit 2", "fetch 1", "fetch 2"]
+    # ...and the frames still come out in order: the same file as the one-batch-at-a-time loop.
+    upscale_video(SAMPLE, tmp_path / "plain.mkv", never, options=LOSSLESS, planar=Repeat(), batch_size=8,
+                  sequential=True)
+    assert np.array_equal(decoded(tmp_path / "ahead.mkv"), decoded(tmp_path / "plain.mkv"))
+    assert video_pts(tmp_path / "ahead.mkv") == video_pts(tmp_path / "plain.mkv")

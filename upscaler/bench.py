@@ -15,6 +15,7 @@ import os
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -142,14 +143,14 @@ class _NearestPlanes:
     def __init__(self, up: Upscaler) -> None:
         self.output_size = up.output_size
 
-    def upscale_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> np.ndarray:
+    def submit_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> Callable[[], np.ndarray]:
         up_bits = (dst.bits + dst.shift) - (src.bits + src.shift)
         out = np.empty((len(frames), dst.length), dst.dtype)
         for row, flat in zip(out, frames, strict=True):
             for (plane, (w, h)), (target, size) in zip(_planes(flat, src), _planes(row, dst), strict=True):
                 small = cv2.resize(plane.reshape(h, w), size, interpolation=cv2.INTER_NEAREST).astype(dst.dtype)
                 target[:] = (small << up_bits if up_bits >= 0 else small >> -up_bits).reshape(-1)
-        return out
+        return lambda: out
 
 
 def _planes(flat: np.ndarray, layout: YuvLayout) -> list[tuple[np.ndarray, tuple[int, int]]]:

@@ -17,9 +17,10 @@ from .cpu_memory import keep_freed_memory
 from .errors import ModelLoadError, UpscalerError
 from .model_loading import LoadedModel, load_model
 from .resize import bicubic_resize
+from .samples import as_torch_ready, to_float, to_samples
 from .stages import StageTimer, stage
 from .tiling import upscale_tiled
-from .transfer import HostTransfer
+from .transfer import HostTransfer, PendingDownload
 from .yuv import rgb_to_yuv, yuv_to_rgb
 from .yuv_layout import YuvLayout
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .video import EncodeOptions, VideoResult
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+Fetch = Callable[[], np.ndarray]
 ColourConvert = Literal["auto", "device", "swscale"]
 
 # CPU tile side, from `python scripts/tile_sweep.py` (compact x4, 2 cores, 2 torch threads, overlap 32, freed
@@ -106,19 +108,24 @@ class Upscaler:
     @torch.inference_mode()
     def upscale_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(N,3,H,W) float in [0,1] → (N,3,H',W') float32 in [0,1] on the model's device, H' = round(H*outscale)."""
+        return self._upscale(x)[0]
+
+    def _upscale(self, x: torch.Tensor, *, defer_check: bool = False,
+                 check_tiles: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output and, with ``defer_check`` in fp16/bf16, a device flag "every value finite" for the caller
+        to read later (reading it waits for the GPU); otherwise a non-finite batch is redone here."""
         x = x.to(self.device, non_blocking=True)
         h, w = x.shape[-2:]
+        finite = None
         while True:
             try:
-                out = self._tiled(x)
-                if self.dtype != torch.float32 and not torch.isfinite(out).all():
-                    # fp16 overflow somewhere (NaN/inf survive the blending): redo this batch checking each
-                    # tile. Checking once per batch keeps the fast path free of a GPU sync per tile.
-                    self._check_tiles = True
-                    try:
-                        out = self._tiled(x)
-                    finally:
-                        self._check_tiles = False
+                out = self._tiled(x, check_tiles)
+                if self.dtype != torch.float32 and not check_tiles:
+                    finite = torch.isfinite(out).all()
+                    if not defer_check and not finite:
+                        # fp16 overflow somewhere (NaN/inf survive the blending): redo this batch checking each
+                        # tile. Checking once per batch keeps the fast path free of a GPU sync per tile.
+                        out, finite = self._tiled(x, True), None
                 break
             except torch.OutOfMemoryError:
                 # Retry the frame with smaller tiles rather than fail: free memory varies during a run.
@@ -132,12 +139,16 @@ class Upscaler:
         target = self.output_size(w, h)[::-1]
         if target != tuple(out.shape[-2:]):
             out = bicubic_resize(out, target)
-        return out.clamp_(0, 1)
+        return out.clamp_(0, 1), finite
 
-    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
-        with stage(self.timer, "stitch", exclude="model"):
-            return upscale_tiled(self._run_tile, x, self.scale, self.tile, self.tile_overlap,
-                                 batch_tiles=self.device.type == "cuda")
+    def _tiled(self, x: torch.Tensor, check_tiles: bool = False) -> torch.Tensor:
+        self._check_tiles = check_tiles
+        try:
+            with stage(self.timer, "stitch", exclude="model"):
+                return upscale_tiled(self._run_tile, x, self.scale, self.tile, self.tile_overlap,
+                                     batch_tiles=self.device.type == "cuda")
+        finally:
+            self._check_tiles = False
 
     def _run_tile(self, tile: torch.Tensor) -> torch.Tensor:
         with stage(self.timer, "model"):
@@ -156,9 +167,46 @@ class Upscaler:
             self._fp32_net = copy.deepcopy(self._eager).float()
         return self._fp32_net
 
-    # -- arrays --------------------------------------------------------------------------------------------
+    # -- frames: host arrays through the device --------------------------------------------------------------
 
-    @torch.inference_mode()
+    def _submit(self, frames: np.ndarray, to_rgb: Callable[[torch.Tensor], torch.Tensor],
+                from_rgb: Callable[[torch.Tensor], torch.Tensor]) -> Fetch:
+        """Queue ``frames`` (integer samples, first axis frames) through the network, ``self.batch_size`` at a
+        time; the returned function waits for the result and returns it, in the same dtype.
+
+        ``to_rgb`` maps the uploaded samples to (N,3,H,W) float RGB on the device, ``from_rgb`` the network's
+        output back to integer samples (int16 carrying uint16). On CUDA nothing here waits for the GPU, so the
+        caller can prepare and queue the next batch while this one runs; on the CPU the work is done at once.
+        """
+        jobs: list[tuple[torch.Tensor, torch.Tensor | None, PendingDownload | np.ndarray]] = []
+        with torch.inference_mode():
+            for i in range(0, len(frames), self.batch_size):
+                with stage(self.timer, "to_tensor"):
+                    chunk = as_torch_ready(np.ascontiguousarray(frames[i : i + self.batch_size]))
+                    # Pinned buffer, non-blocking copy on a side stream; int -> float on the device.
+                    x = self._transfer.upload(chunk) if self._transfer is not None else torch.from_numpy(chunk)
+                    rgb = to_rgb(x)
+                y, finite = self._upscale(rgb, defer_check=True)
+                with stage(self.timer, "from_tensor"):
+                    out = from_rgb(y)
+                    jobs.append((rgb, finite, self._transfer.download_async(out) if self._transfer is not None
+                                 else out.numpy()))
+
+        def fetch() -> np.ndarray:
+            outs = []
+            for rgb, finite, pending in jobs:
+                with stage(self.timer, "from_tensor"):
+                    if finite is not None and not bool(finite):
+                        with torch.inference_mode():  # fp16 overflow: redo the batch, checking each tile
+                            out = from_rgb(self._upscale(rgb, check_tiles=True)[0])
+                            host = self._transfer.download(out) if self._transfer is not None else out.numpy()
+                    else:
+                        host = pending.wait() if isinstance(pending, PendingDownload) else pending
+                outs.append(host.view(frames.dtype))
+            return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+        return fetch
+
     def upscale_array(self, frames: np.ndarray) -> np.ndarray:
         """RGB uint8/uint16 frames, (H,W,3) or (N,H,W,3) → upscaled, same dtype and rank."""
         single = frames.ndim == 3
@@ -166,50 +214,36 @@ class Upscaler:
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise UpscalerError(f"expected RGB frames (N,H,W,3), got shape {frames.shape}")
         peak = _peak(batch.dtype)
-        outs = []
-        for i in range(0, len(batch), self.batch_size):
-            with stage(self.timer, "to_tensor"):
-                chunk = np.ascontiguousarray(batch[i : i + self.batch_size])
-                if self._transfer is not None:
-                    x = self._transfer.upload(chunk)  # pinned buffer, non-blocking copy on a side stream
-                else:
-                    x = torch.from_numpy(chunk)
-                # Integer -> float (and the layout change) on the device, where it is cheapest.
-                x = x.permute(0, 3, 1, 2).float().div_(peak)
-            y = self.upscale_tensor(x)
-            with stage(self.timer, "from_tensor"):
-                y = y.mul_(peak).round_().permute(0, 2, 3, 1)
-                y = y.to(torch.int32 if peak > 255 else torch.uint8)
-                host = self._transfer.download(y) if self._transfer is not None else y.numpy()
-                outs.append(host.astype(batch.dtype, copy=False))
-        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+        def to_rgb(x: torch.Tensor) -> torch.Tensor:
+            return to_float(x).permute(0, 3, 1, 2).div_(peak)
+
+        def from_rgb(y: torch.Tensor) -> torch.Tensor:
+            return to_samples(y.mul(peak).round_().permute(0, 2, 3, 1), batch.dtype.itemsize).contiguous()
+
+        out = self._submit(batch, to_rgb, from_rgb)()
         return out[0] if single else out
 
-    @torch.inference_mode()
+    def submit_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> Fetch:
+        """``upscale_planes``, queued: returns a function that waits for the frames and returns them."""
+        width, height = self.output_size(src.width, src.height)
+        if dst.even_size(width, height) != (dst.width, dst.height):
+            raise UpscalerError(f"{dst.width}x{dst.height} {dst.pix_fmt} is not the x{self.outscale:g} output "
+                                f"of {src.width}x{src.height}")
+        if frames.ndim != 2 or frames.shape[1] != src.length or frames.dtype != src.dtype:
+            raise UpscalerError(f"expected flat {src.pix_fmt} frames (N, {src.length}) of {src.dtype}, "
+                                f"got {frames.shape} {frames.dtype}")
+        fetch = self._submit(frames, lambda x: yuv_to_rgb(x, src),
+                             lambda y: rgb_to_yuv(y[:, :, : dst.height, : dst.width], dst))
+        return lambda: fetch().view(dst.dtype)
+
     def upscale_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> np.ndarray:
         """Flat planar Y'CbCr frames (N, src.length) -> (N, dst.length), converted to RGB and back on the device.
 
         ``dst`` gives the output's pixel format and colour meaning; its size must be ``output_size`` of the
         input, less the odd row/column its chroma subsampling cannot hold (``YuvLayout.even_size``).
         """
-        width, height = self.output_size(src.width, src.height)
-        if dst.even_size(width, height) != (dst.width, dst.height):
-            raise UpscalerError(f"{dst.width}x{dst.height} {dst.pix_fmt} is not the x{self.outscale:g} output "
-                                f"of {src.width}x{src.height}")
-        outs = []
-        for i in range(0, len(frames), self.batch_size):
-            with stage(self.timer, "to_tensor"):
-                chunk = np.ascontiguousarray(frames[i : i + self.batch_size])
-                if chunk.dtype == np.uint16:
-                    chunk = chunk.view(np.int16)  # torch's uint16 has few kernels; yuv.py undoes the sign
-                x = self._transfer.upload(chunk) if self._transfer is not None else torch.from_numpy(chunk)
-                x = yuv_to_rgb(x, src)
-            y = self.upscale_tensor(x)
-            with stage(self.timer, "from_tensor"):
-                y = rgb_to_yuv(y[:, :, : dst.height, : dst.width], dst)
-                host = self._transfer.download(y) if self._transfer is not None else y.numpy()
-                outs.append(host.view(dst.dtype))
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        return self.submit_planes(frames, src, dst)()
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the output for an input of that size."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from .samples import to_float, to_samples
 from .yuv_layout import YuvLayout
 
 
@@ -26,13 +27,6 @@ def _scale(layout: YuvLayout) -> tuple[float, float, float, float]:
         spans = (16.0 * unit, 219.0 * unit, 128.0 * unit, 224.0 * unit)
     up = float(1 << layout.shift)
     return tuple(v * up for v in spans)  # type: ignore[return-value]
-
-
-def _to_float(samples: torch.Tensor) -> torch.Tensor:
-    # uint16 samples travel as int16 (torch's uint16 has few kernels): undo the sign.
-    if samples.dtype == torch.int16:
-        return samples.to(torch.int32).bitwise_and_(0xFFFF).float()
-    return samples.float()
 
 
 def split_planes(flat: torch.Tensor, layout: YuvLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -72,7 +66,7 @@ def _downsample_centred(x: torch.Tensor) -> torch.Tensor:
 
 def yuv_to_rgb(flat: torch.Tensor, layout: YuvLayout) -> torch.Tensor:
     """(N, length) integer samples -> (N, 3, H, W) float32 RGB in [0, 1], on the same device."""
-    y, u, v = (_to_float(p) for p in split_planes(flat, layout))
+    y, u, v = (to_float(p) for p in split_planes(flat, layout))
     sx, sy = layout.chroma_shift
     if sy:
         u, v = _upsample_centred(u, layout.height), _upsample_centred(v, layout.height)
@@ -115,8 +109,4 @@ def rgb_to_yuv(rgb: torch.Tensor, layout: YuvLayout) -> torch.Tensor:
     # P010-style formats keep the unused low bits zero.
     step = float(1 << layout.shift)
     coded = [(p / step).round_().mul_(step).clamp_(0, top).reshape(n, -1) for p in planes]
-    flat = torch.cat(coded, dim=1)
-    if layout.dtype.itemsize == 1:
-        return flat.to(torch.uint8)
-    wide = flat.to(torch.int32)
-    return torch.where(wide > 32767, wide - 65536, wide).to(torch.int16)  # the int16 with the same bits
+    return to_samples(torch.cat(coded, dim=1), layout.dtype.itemsize)

@@ -32,16 +32,25 @@ FrameFn = Callable[[np.ndarray], np.ndarray]
 
 
 class PlanarModel(Protocol):
-    """A model that takes and returns planar Y'CbCr frames and converts colour itself (on its device)."""
+    """A model that takes and returns planar Y'CbCr frames and converts colour itself (on its device).
+
+    ``submit_planes`` queues a batch and returns a function that waits for and returns its output frames,
+    so the pipeline can queue the next batch before it waits (on a GPU: the device never idles in between).
+    """
 
     def output_size(self, width: int, height: int) -> tuple[int, int]: ...
 
-    def upscale_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> np.ndarray: ...
+    def submit_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> Callable[[], np.ndarray]: ...
 
 
 # What the model thread hands the encoder: the frames (None for a batch of side items only) and, for planar
-# frames, their layout.
+# frames, their layout; and a step's queued form of it.
 Upscaled = tuple[np.ndarray | None, YuvLayout | None]
+Pending = Callable[[], Upscaled]
+
+
+def _nothing() -> Upscaled:
+    return None, None
 
 # Batches in flight on each side of the model: enough to hide decode/encode jitter, small enough for 4K.
 _QUEUE_BATCHES = 2
@@ -116,8 +125,8 @@ def upscale_video(
     opens, else the software default.
 
     ``planar``: when given, and both the input's and the encoder's pixel formats are planar Y'CbCr it
-    handles (yuv420p, yuv422p10le, nv12, p010le...), frames skip swscale: ``planar.upscale_planes`` gets the
-    decoded planes and returns the encoder's, doing YUV <-> RGB itself (on the GPU, for ``Upscaler``);
+    handles (yuv420p, yuv422p10le, nv12, p010le...), frames skip swscale: ``planar.submit_planes`` gets the
+    decoded planes and gives back the encoder's, doing YUV <-> RGB itself (on the GPU, for ``Upscaler``);
     ``frame_fn`` is then unused. Other formats take the RGB path through ``frame_fn``.
 
     ``timer`` collects the decode and encode stage times (``upscale bench``). ``sequential=True`` runs the
@@ -207,11 +216,11 @@ class _RgbStep:
         self.frame_fn = frame_fn
         self.shape: tuple[int, ...] | None = None
 
-    def __call__(self, batch: Batch) -> Upscaled:
+    def submit(self, batch: Batch) -> Pending:
         assert batch.frames is not None
         out = self.frame_fn(batch.frames)
         self.shape = _check_output(out, batch, self.shape)
-        return out, None
+        return lambda: (out, None)
 
 
 class _PlanarStep:
@@ -224,7 +233,7 @@ class _PlanarStep:
         self.dst: YuvLayout | None = None
         self.cropped = False
 
-    def __call__(self, batch: Batch) -> Upscaled:
+    def submit(self, batch: Batch) -> Pending:
         src = batch.layout
         assert batch.frames is not None and src is not None
         if self.dst is None:
@@ -235,20 +244,26 @@ class _PlanarStep:
             dst = layout_for(self.pix_fmt, enc_w, enc_h, src.matrix, src.full_range)
             assert dst is not None
             self.dst, self.cropped = dst, (enc_w, enc_h) != (width, height)
-        out = self.model.upscale_planes(batch.frames, src, self.dst)
-        if out.shape != (len(batch.pts), self.dst.length):
-            raise ValueError(f"upscale_planes returned {out.shape} for {len(batch.pts)} frames of "
-                             f"{self.dst.length} samples")
-        return out, self.dst
+        dst, count = self.dst, len(batch.pts)
+        fetch = self.model.submit_planes(batch.frames, src, dst)
+
+        def result() -> Upscaled:
+            out = fetch()
+            if out.shape != (count, dst.length) or out.dtype != dst.dtype:
+                raise ValueError(f"submit_planes gave {out.shape} {out.dtype} for {count} frames of "
+                                 f"{dst.length} {dst.dtype}")
+            return out, dst
+
+        return result
 
 
-Step = Callable[[Batch], Upscaled]
+Step = _RgbStep | _PlanarStep
 
 
 def _run_sequential(decoder: Decoder, writer: Writer, step: Step, batch_size: int,
                     progress: Callable[[int], None] | None, timer: StageTimer | None) -> None:
     for batch in _timed_batches(decoder, batch_size, timer):
-        out, layout = step(batch) if batch.frames is not None else (None, None)
+        out, layout = step.submit(batch)() if batch.frames is not None else (None, None)
         with stage(timer, "encode"):
             writer.write(batch, out, layout)
         if progress is not None and batch.frames is not None:
@@ -283,12 +298,22 @@ def _run(decoder: Decoder, writer: Writer, step: Step, batch_size: int,
     ]
     for thread in threads:
         thread.start()
+    def hand_on(batch: Batch, pending: Pending) -> None:
+        _put(upscaled, (batch, *pending()), stop)
+        if progress is not None and batch.frames is not None:
+            progress(len(batch.pts))
+
     try:
+        # One batch of look-ahead: the next batch is queued on the model before the previous one is waited
+        # for, so a GPU has work while this thread waits, packs and hands frames on.
+        queued: tuple[Batch, Pending] | None = None
         while (batch := _get(decoded, stop)) is not _END:
-            out, layout = step(batch) if batch.frames is not None else (None, None)
-            _put(upscaled, (batch, out, layout), stop)
-            if progress is not None and batch.frames is not None:
-                progress(len(batch.pts))
+            pending = step.submit(batch) if batch.frames is not None else _nothing
+            if queued is not None:
+                hand_on(*queued)
+            queued = (batch, pending)
+        if queued is not None:
+            hand_on(*queued)
         _put(upscaled, _END, stop)
         threads[1].join()
     except _Stopped:
