@@ -13,7 +13,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD
 { nvidia-smi; python3 -c "import torch, av; print('torch', torch.__version__, 'av', av.__version__,
   torch.cuda.get_device_name(), [c for c in av.codecs_available if 'nvenc' in c])"; nproc; } > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt" | tail -3
+python3 -c "from upscaler.video.options import _try_open as t; t('h264_nvenc', 'yuv420p', {}); print('NVENC opens')" \
+  >> "$OUT/env.txt" 2>&1 || echo "NVENC does not open (auto falls back to libx264)" >> "$OUT/env.txt"
+tail -4 "$OUT/env.txt"
 
 # The CUDA tests (fp16 vs fp32, transfers, the device colour path) and the CPU suites they lean on.
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_bench.py tests/test_engine.py tests/test_yuv.py \

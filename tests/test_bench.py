@@ -31,6 +31,7 @@ def test_bench_json_reports_every_figure() -> None:
     assert r["end_to_end"]["frames"] == r["sequential"]["frames"] == 4
     assert r["bare"]["fps"] > 0 and r["end_to_end"]["fps"] > 0 and r["sequential"]["fps"] > 0
     assert r["ratio"] == pytest.approx(r["end_to_end"]["fps"] / r["bare"]["fps"])
+    assert r["bare"]["fps"] == pytest.approx((r["bare"]["fps_before"] + r["bare"]["fps_after"]) / 2)
     assert r["speedup"] == pytest.approx(r["end_to_end"]["fps"] / r["sequential"]["fps"])
     assert set(r["stages"]) == set(STAGES) and all(s > 0 for s in r["stages"].values())
     # Threads overlap, so only each thread's busy time is bounded by the wall time; in the one-thread

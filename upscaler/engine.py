@@ -34,9 +34,9 @@ ColourConvert = Literal["auto", "device", "swscale"]
 
 # CPU tile side, from `python scripts/tile_sweep.py` (compact x4, 2 cores, 2 torch threads, overlap 32, freed
 # memory kept, see cpu_memory.py), fps: 320x180 whole frame 4.31, tile 256 3.62; 640x360 whole 1.01, tile 640
-# 0.99, 384 0.92, 256 0.78; 1280x720 whole 0.25, tile 640 0.09, 384 0.09. Small tiles lose to the 32-pixel
-# context they recompute, and the whole frame was fastest at every size measured: tile only frames bigger than
-# 1280 a side, which bounds memory (a 64-channel map of a 1280x1280 window is 420 MB).
+# 0.99, 384 0.92, 256 0.78; 1280x720 whole 0.171, tile 640 0.147, 384 0.149 (a slower day of the same VM). A
+# tile costs what its 32-pixel context recomputes, and the whole frame was fastest at every size measured: tile
+# only frames bigger than 1280 a side, which bounds memory (a 64-channel map of a 1280x1280 window is 420 MB).
 CPU_TILE = 1280
 MIN_TILE = 32
 
