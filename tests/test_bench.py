@@ -160,6 +160,10 @@ def test_cuda_transfer_round_trip_and_tiled_frames() -> None:
     tensors = [torch.full((4, 5), i, dtype=torch.uint8, device="cuda") for i in range(5)]
     pending = [transfer.download_async(t) for t in tensors]
     assert [int(p.wait()[0, 0]) for p in pending] == [0, 1, 2, 3, 4]
+    # A flag rides along with a download and is read from host memory afterwards.
+    finite = torch.isfinite(torch.tensor([1.0, float("nan")], device="cuda")).all()
+    flagged = transfer.download_async(tensors[0], finite)
+    assert flagged.flag is None and int(flagged.wait()[0, 0]) == 0 and flagged.flag is False
     frames = read_frames(SAMPLE, 2)[:, :64, :96]
     gpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cuda", precision="fp32").upscale_array(frames)
     cpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cpu").upscale_array(frames)

@@ -141,3 +141,30 @@ def test_tile_smaller_than_overlap_keeps_brightness(up4: Upscaler) -> None:
     whole = up4.upscale_array(frame).astype(np.float64)
     small = Upscaler(scale=4, tile=16, tile_overlap=32).upscale_array(frame).astype(np.float64)
     assert abs(small.mean() - whole.mean()) < 0.5 and np.abs(small - whole).mean() < 1.0
+
+
+def test_half_precision_output_keeps_sixteen_bit_white_and_resizes() -> None:
+    # Untiled, the network's own bf16 output would round 1.0 * 65535 up to 65536, which wraps to black.
+    up = Upscaler(scale=2, tile=0, device="cpu", precision="bf16", outscale=3)
+    white = np.full((1, 6, 8, 3), 65535, np.uint16)
+    out = up.upscale_array(white)
+    assert out.shape == (1, 18, 24, 3) and out.dtype == np.uint16
+    assert out.min() > 60000, out.min()
+
+
+def test_planes_to_a_shallower_format_of_odd_length() -> None:
+    from upscaler.video.planes import layout_for
+
+    up = Upscaler(scale=2, device="cpu", outscale=3)
+    src, dst = layout_for("yuv444p10le", 11, 7, 1, False), layout_for("yuv444p", 33, 21, 1, False)
+    frames = np.full((2, src.length), 512, np.uint16)
+    frames[:, : src.luma_length] = 400
+    out = up.upscale_planes(frames, src, dst)
+    assert out.shape == (2, dst.length) and dst.length % 2 == 1 and out.dtype == np.uint8
+    assert np.abs(out[:, : dst.luma_length].astype(int) - 100).max() <= 1  # 10-bit 400 is 8-bit 100
+    assert np.abs(out[:, dst.luma_length :].astype(int) - 128).max() <= 1
+
+
+def test_no_frames_is_a_user_error(up4: Upscaler) -> None:
+    with pytest.raises(UpscalerError, match="no frames"):
+        up4.upscale_array(np.zeros((0, 8, 8, 3), np.uint8))

@@ -136,6 +136,7 @@ class Upscaler:
                 if current <= MIN_TILE:
                     raise UpscalerError("out of GPU memory even with the smallest tile") from None
                 self.tile = max(MIN_TILE, current // 2)
+        out = out.float()  # an untiled half-precision output would round 1.0 * 65535 up to 65536 (bf16)
         target = self.output_size(w, h)[::-1]
         if target != tuple(out.shape[-2:]):
             out = bicubic_resize(out, target)
@@ -178,31 +179,42 @@ class Upscaler:
         output back to integer samples (int16 carrying uint16). On CUDA nothing here waits for the GPU, so the
         caller can prepare and queue the next batch while this one runs; on the CPU the work is done at once.
         """
-        jobs: list[tuple[torch.Tensor, torch.Tensor | None, PendingDownload | np.ndarray]] = []
+        if len(frames) == 0:
+            raise UpscalerError("no frames to upscale")
+        jobs: list[tuple[np.ndarray, torch.Tensor | None, PendingDownload | np.ndarray]] = []
+
+        def device_rgb(chunk: np.ndarray) -> torch.Tensor:
+            # Pinned buffer, non-blocking copy on a side stream; int -> float on the device.
+            x = self._transfer.upload(chunk) if self._transfer is not None else torch.from_numpy(chunk)
+            return to_rgb(x)
+
         with torch.inference_mode():
             for i in range(0, len(frames), self.batch_size):
                 with stage(self.timer, "to_tensor"):
                     chunk = as_torch_ready(np.ascontiguousarray(frames[i : i + self.batch_size]))
-                    # Pinned buffer, non-blocking copy on a side stream; int -> float on the device.
-                    x = self._transfer.upload(chunk) if self._transfer is not None else torch.from_numpy(chunk)
-                    rgb = to_rgb(x)
+                    rgb = device_rgb(chunk)
                 y, finite = self._upscale(rgb, defer_check=True)
                 with stage(self.timer, "from_tensor"):
                     out = from_rgb(y)
-                    jobs.append((rgb, finite, self._transfer.download_async(out) if self._transfer is not None
-                                 else out.numpy()))
+                    if self._transfer is not None:  # the overflow flag rides with the frames: no sync here
+                        jobs.append((chunk, None, self._transfer.download_async(out, finite)))
+                    else:
+                        jobs.append((chunk, finite, out.numpy()))
 
         def fetch() -> np.ndarray:
             outs = []
-            for rgb, finite, pending in jobs:
+            for chunk, finite, pending in jobs:
                 with stage(self.timer, "from_tensor"):
-                    if finite is not None and not bool(finite):
-                        with torch.inference_mode():  # fp16 overflow: redo the batch, checking each tile
-                            out = from_rgb(self._upscale(rgb, check_tiles=True)[0])
-                            host = self._transfer.download(out) if self._transfer is not None else out.numpy()
+                    if isinstance(pending, PendingDownload):
+                        host = pending.wait()
+                        ok = pending.flag
                     else:
-                        host = pending.wait() if isinstance(pending, PendingDownload) else pending
-                outs.append(host.view(frames.dtype))
+                        host, ok = pending, None if finite is None else bool(finite)
+                    if ok is False:
+                        with torch.inference_mode():  # fp16 overflow: redo the batch, checking each tile
+                            redo = self._upscale(device_rgb(chunk), check_tiles=True)[0]
+                            host = from_rgb(redo).cpu().numpy()
+                outs.append(host.view(np.uint16) if host.dtype == np.int16 else host)
             return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
         return fetch
@@ -233,9 +245,8 @@ class Upscaler:
         if frames.ndim != 2 or frames.shape[1] != src.length or frames.dtype != src.dtype:
             raise UpscalerError(f"expected flat {src.pix_fmt} frames (N, {src.length}) of {src.dtype}, "
                                 f"got {frames.shape} {frames.dtype}")
-        fetch = self._submit(frames, lambda x: yuv_to_rgb(x, src),
-                             lambda y: rgb_to_yuv(y[:, :, : dst.height, : dst.width], dst))
-        return lambda: fetch().view(dst.dtype)
+        return self._submit(frames, lambda x: yuv_to_rgb(x, src),
+                            lambda y: rgb_to_yuv(y[:, :, : dst.height, : dst.width], dst))
 
     def upscale_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> np.ndarray:
         """Flat planar Y'CbCr frames (N, src.length) -> (N, dst.length), converted to RGB and back on the device.

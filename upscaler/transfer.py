@@ -19,12 +19,15 @@ _DOWNLOAD_SLOTS = 2
 
 
 class PendingDownload:
-    """A device -> host copy in flight; ``wait()`` returns its host array (a fresh one, safe to hand on)."""
+    """A device -> host copy in flight; ``wait()`` returns its host array (a fresh one, safe to hand on), and
+    ``flag`` then holds the boolean that rode along with it, if any."""
 
-    def __init__(self, staging: torch.Tensor, done: torch.cuda.Event) -> None:
+    def __init__(self, staging: torch.Tensor, done: torch.cuda.Event, flag: torch.Tensor | None) -> None:
         self._staging: torch.Tensor | None = staging
         self._done = done
+        self._flag = flag
         self._array: np.ndarray | None = None
+        self.flag: bool | None = None
 
     def wait(self) -> np.ndarray:
         if self._array is None:
@@ -32,6 +35,7 @@ class PendingDownload:
             self._done.synchronize()
             self._array = self._staging.numpy().copy()
             self._staging = None  # the pinned buffer may now be reused
+            self.flag = None if self._flag is None else bool(self._flag)  # host memory: no GPU sync
         return self._array
 
 
@@ -72,8 +76,13 @@ class HostTransfer:
         out.record_stream(compute)  # allocated on the side stream, used on the compute stream
         return out
 
-    def download_async(self, tensor: torch.Tensor) -> PendingDownload:
-        """Queue a host copy of a device tensor after the work queued so far; ``.wait()`` gives the array."""
+    def download_async(self, tensor: torch.Tensor, flag: torch.Tensor | None = None) -> PendingDownload:
+        """Queue a host copy of a device tensor after the work queued so far; ``.wait()`` gives the array.
+
+        ``flag``, a one-element bool tensor on the device, comes along in the same copy queue: reading it on the
+        host afterwards costs no synchronisation with the compute stream (``bool()`` of a device tensor would
+        wait for everything queued there, the next batch included).
+        """
         slot = self._slot
         self._slot = (slot + 1) % _DOWNLOAD_SLOTS
         ref = self._in_flight[slot]
@@ -82,12 +91,17 @@ class HostTransfer:
             previous.wait()  # a caller that queued more than the slots allow: its oldest copy lands first
         staging = self._buffer(tuple(tensor.shape), tensor.dtype, f"out{slot}")
         self.down_stream.wait_stream(torch.cuda.current_stream(self.device))
+        flag_host = None
         with torch.cuda.stream(self.down_stream):
             staging.copy_(tensor, non_blocking=True)
             tensor.record_stream(self.down_stream)  # not freed for reuse before the copy has read it
+            if flag is not None:
+                flag_host = torch.empty((), dtype=torch.bool, pin_memory=True)
+                flag_host.copy_(flag, non_blocking=True)
+                flag.record_stream(self.down_stream)
             done = torch.cuda.Event()
             done.record(self.down_stream)
-        pending = PendingDownload(staging, done)
+        pending = PendingDownload(staging, done, flag_host)
         self._in_flight[slot] = weakref.ref(pending)
         return pending
 
