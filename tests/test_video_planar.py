@@ -6,6 +6,7 @@ see the same picture and their outputs can be compared; the shipped model runs t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -219,3 +220,54 @@ def test_next_batch_is_queued_before_the_previous_is_waited_for(tmp_path: Path) 
                   sequential=True)
     assert np.array_equal(decoded(tmp_path / "ahead.mkv"), decoded(tmp_path / "plain.mkv"))
     assert video_pts(tmp_path / "ahead.mkv") == video_pts(tmp_path / "plain.mkv")
+
+
+def _raw_h264(path: Path, size: tuple[int, int], frames: int, luma: int) -> bytes:
+    with av.open(str(path), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "0"}
+        for i in range(frames):
+            frame = av.VideoFrame(*size, "yuv420p")
+            for plane, value in zip(frame.planes, (luma, 100, 150), strict=True):
+                plane.update(np.full(plane.buffer_size, value, np.uint8))
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("planar", [True, False])
+def test_a_stream_that_changes_size_midway(planar: bool, tmp_path: Path) -> None:
+    # An H.264 stream whose second half is 96x72: every frame is brought to the first one's 64x48.
+    src = tmp_path / "change.h264"
+    src.write_bytes(_raw_h264(tmp_path / "a.h264", (64, 48), 4, 80) + _raw_h264(tmp_path / "b.h264", (96, 72), 4, 160))
+    dst = tmp_path / "out.mkv"
+    result = upscale_video(src, dst, x2, options=LOSSLESS, planar=Repeat() if planar else None, batch_size=3)
+    assert result.frames == 8 and result.size == (128, 96)
+    with av.open(str(dst)) as c:
+        planes = [[np.frombuffer(p, np.uint8).reshape(p.height, -1)[:, : p.width] for p in f.planes]
+                  for f in c.decode(video=0)]
+    assert [int(np.median(y)) for y, _, _ in planes] == [80] * 4 + [160] * 4
+    assert all(abs(int(np.median(u)) - 100) <= 1 and abs(int(np.median(v)) - 150) <= 1 for _, u, v in planes)
+
+
+class FailingFetch(Repeat):
+    def submit_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> Callable[[], np.ndarray]:
+        self.calls.append((src, dst))
+        if len(self.calls) < 3:
+            return super().submit_planes(frames, src, dst)
+
+        def fetch() -> np.ndarray:
+            raise KeyboardInterrupt
+
+        return fetch
+
+
+def test_interrupt_while_a_batch_is_queued_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(SAMPLE, out / "x.mkv", never, options=LOSSLESS, planar=FailingFetch(), batch_size=4)
+    assert list(out.iterdir()) == []
+    assert not any(t.name.startswith("video-") and t.is_alive() for t in threading.enumerate())
