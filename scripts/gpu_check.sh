@@ -17,8 +17,15 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD
 { nvidia-smi; python3 -c "import torch, av; print('torch', torch.__version__, 'av', av.__version__,
   torch.cuda.get_device_name(), [c for c in av.codecs_available if 'nvenc' in c])"; nproc; } > "$OUT/env.txt" 2>&1
-python3 -c "from upscaler.video.options import _try_open as t; t('h264_nvenc', 'yuv420p', {}); print('NVENC opens')" \
-  >> "$OUT/env.txt" 2>&1 || echo "NVENC does not open (auto falls back to libx264)" >> "$OUT/env.txt"
+python3 - >> "$OUT/env.txt" 2>&1 <<'PY'
+from upscaler.errors import MediaError
+from upscaler.video.options import _try_open
+try:
+    _try_open("h264_nvenc", "yuv420p", {})
+    print("NVENC opens")
+except MediaError as exc:
+    print(f"NVENC does not open, so --codec auto takes libx264: {exc}")
+PY
 tail -4 "$OUT/env.txt"
 
 # The CUDA tests (fp16 vs fp32, transfers, the device colour path) and the CPU suites they lean on.

@@ -1,12 +1,14 @@
 """In-process video upscaling with PyAV: decode -> RGB batches -> model -> encode; other streams remuxed."""
 
 from .options import EncodeOptions
-from .pipeline import FrameFn, VideoResult, VideoWarning, upscale_video
+from .pipeline import VideoResult, VideoWarning, upscale_video
 from .probe import StreamInfo, VideoInfo, probe_video
+from .steps import FrameFn, PlanarModel
 
 __all__ = [
     "EncodeOptions",
     "FrameFn",
+    "PlanarModel",
     "StreamInfo",
     "VideoInfo",
     "VideoResult",

@@ -1,4 +1,4 @@
-"""upscale_video: decoder thread -> frame_fn in the caller's thread -> encoder/muxer thread.
+"""upscale_video: decoder thread -> the model in the caller's thread (``steps.py``) -> encoder/muxer thread.
 
 Bounded queues between the three keep memory flat whatever the length, and let decoding, inference and
 encoding overlap. The model runs in the calling (main) thread, so Ctrl-C lands there and unwinds all three.
@@ -13,44 +13,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-
-from ..errors import MediaError
 from ..fileio import atomic_output, check_output_path
 from ..stages import StageTimer, stage
-from ..yuv_layout import YuvLayout
 from .decode import Batch, Decoder
-from .encode import Writer, encodable_size
+from .encode import Writer
 from .options import EncodeOptions, plan_encoder
-from .planes import layout_for
 from .probe import VideoInfo, open_input, probe_video
 from .remux import plan_streams
-
-FrameFn = Callable[[np.ndarray], np.ndarray]
-
-
-class PlanarModel(Protocol):
-    """A model that takes and returns planar Y'CbCr frames and converts colour itself (on its device).
-
-    ``submit_planes`` queues a batch and returns a function that waits for and returns its output frames,
-    so the pipeline can queue the next batch before it waits (on a GPU: the device never idles in between).
-    """
-
-    def output_size(self, width: int, height: int) -> tuple[int, int]: ...
-
-    def submit_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> Callable[[], np.ndarray]: ...
-
-
-# What the model thread hands the encoder: the frames (None for a batch of side items only) and, for planar
-# frames, their layout; and a step's queued form of it.
-Upscaled = tuple[np.ndarray | None, YuvLayout | None]
-Pending = Callable[[], Upscaled]
-
-
-def _nothing() -> Upscaled:
-    return None, None
+from .steps import FrameFn, Pending, PlanarModel, PlanarStep, RgbStep, Step, nothing, planar_handles
 
 # Batches in flight on each side of the model: enough to hide decode/encode jitter, small enough for 4K.
 _QUEUE_BATCHES = 2
@@ -148,10 +120,10 @@ def upscale_video(
         if on_start is not None:
             on_start(info)
         start = time.perf_counter()
-        use_planar = planar is not None and _handles(info.pix_fmt) and _handles(plan.pix_fmt)
+        use_planar = planar is not None and planar_handles(info.pix_fmt) and planar_handles(plan.pix_fmt)
         decoder = Decoder(src, container, stream, info, set(streams.copy), set(streams.transcode),
                           planar=use_planar)
-        step = _PlanarStep(planar, plan.pix_fmt) if use_planar and planar is not None else _RgbStep(frame_fn)
+        step = PlanarStep(planar, plan.pix_fmt) if use_planar and planar is not None else RgbStep(frame_fn)
         with atomic_output(dst) as tmp:
             writer = Writer(tmp, dst, plan, info, container, streams)
             try:
@@ -203,63 +175,6 @@ def _timed_batches(decoder: Decoder, batch_size: int, timer: StageTimer | None) 
         yield batch
 
 
-def _handles(pix_fmt: str) -> bool:
-    return layout_for(pix_fmt, 2, 2, 1, False) is not None
-
-
-class _RgbStep:
-    """RGB frames through ``frame_fn``; the encoder converts them with swscale."""
-
-    cropped = False  # the Writer crops RGB frames itself
-
-    def __init__(self, frame_fn: FrameFn) -> None:
-        self.frame_fn = frame_fn
-        self.shape: tuple[int, ...] | None = None
-
-    def submit(self, batch: Batch) -> Pending:
-        assert batch.frames is not None
-        out = self.frame_fn(batch.frames)
-        self.shape = _check_output(out, batch, self.shape)
-        return lambda: (out, None)
-
-
-class _PlanarStep:
-    """Planar frames through the model's own conversion, into the encoder's pixel format; the output keeps
-    the input's matrix and range (as the RGB path does) and is cropped to the encoder's chroma grid."""
-
-    def __init__(self, model: PlanarModel, pix_fmt: str) -> None:
-        self.model = model
-        self.pix_fmt = pix_fmt
-        self.dst: YuvLayout | None = None
-        self.cropped = False
-
-    def submit(self, batch: Batch) -> Pending:
-        src = batch.layout
-        assert batch.frames is not None and src is not None
-        if self.dst is None:
-            width, height = self.model.output_size(src.width, src.height)
-            enc_w, enc_h = encodable_size(width, height, self.pix_fmt)
-            if enc_w == 0 or enc_h == 0:
-                raise MediaError(f"frames of {width}x{height} are too small for {self.pix_fmt}")
-            dst = layout_for(self.pix_fmt, enc_w, enc_h, src.matrix, src.full_range)
-            assert dst is not None
-            self.dst, self.cropped = dst, (enc_w, enc_h) != (width, height)
-        dst, count = self.dst, len(batch.pts)
-        fetch = self.model.submit_planes(batch.frames, src, dst)
-
-        def result() -> Upscaled:
-            out = fetch()
-            if out.shape != (count, dst.length) or out.dtype != dst.dtype:
-                raise ValueError(f"submit_planes gave {out.shape} {out.dtype} for {count} frames of "
-                                 f"{dst.length} {dst.dtype}")
-            return out, dst
-
-        return result
-
-
-Step = _RgbStep | _PlanarStep
-
-
 def _run_sequential(decoder: Decoder, writer: Writer, step: Step, batch_size: int,
                     progress: Callable[[int], None] | None, timer: StageTimer | None) -> None:
     for batch in _timed_batches(decoder, batch_size, timer):
@@ -308,7 +223,7 @@ def _run(decoder: Decoder, writer: Writer, step: Step, batch_size: int,
         # for, so a GPU has work while this thread waits, packs and hands frames on.
         queued: tuple[Batch, Pending] | None = None
         while (batch := _get(decoded, stop)) is not _END:
-            pending = step.submit(batch) if batch.frames is not None else _nothing
+            pending = step.submit(batch) if batch.frames is not None else nothing
             if queued is not None:
                 hand_on(*queued)
             queued = (batch, pending)
@@ -354,21 +269,3 @@ def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
         except queue.Empty:
             continue
     raise _Stopped
-
-
-def _check_output(out: object, batch: Batch, shape: tuple[int, ...] | None) -> tuple[int, ...]:
-    """frame_fn must return one RGB image per input frame, all the same size."""
-    assert batch.frames is not None
-    if not isinstance(out, np.ndarray) or out.ndim != 4 or out.shape[-1] != 3:
-        got = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"frame_fn must return an (N, H, W, 3) array, got {got}")
-    if out.shape[0] != batch.frames.shape[0]:
-        raise ValueError(f"frame_fn returned {out.shape[0]} frames for a batch of {batch.frames.shape[0]}")
-    if out.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"frame_fn must return uint8 or uint16 frames, got {out.dtype}")
-    if shape is not None and out.shape[1:] != shape:
-        raise ValueError(f"frame_fn changed the output size from {shape[:2]} to {out.shape[1:3]}")
-    return out.shape[1:]
-
-
-
