@@ -151,17 +151,11 @@ class _NearestPlanes:
         up_bits = (dst.bits + dst.shift) - (src.bits + src.shift)
         out = np.empty((len(frames), dst.length), dst.dtype)
         for row, flat in zip(out, frames, strict=True):
-            for (plane, (w, h)), (target, size) in zip(_planes(flat, src), _planes(row, dst), strict=True):
-                small = cv2.resize(plane.reshape(h, w), size, interpolation=cv2.INTER_NEAREST).astype(dst.dtype)
-                target[:] = (small << up_bits if up_bits >= 0 else small >> -up_bits).reshape(-1)
+            for plane, target in zip(src.planes(flat), dst.planes(row), strict=True):
+                size = target.shape[::-1]
+                small = cv2.resize(plane, size, interpolation=cv2.INTER_NEAREST).astype(dst.dtype)
+                target[:] = small << up_bits if up_bits >= 0 else small >> -up_bits
         return lambda: out
-
-
-def _planes(flat: np.ndarray, layout: YuvLayout) -> list[tuple[np.ndarray, tuple[int, int]]]:
-    cw, ch = layout.chroma_size
-    luma, chroma = layout.luma_length, cw * ch
-    return [(flat[:luma], (layout.width, layout.height)), (flat[luma : luma + chroma], (cw, ch)),
-            (flat[luma + chroma :], (cw, ch))]
 
 
 def _io_only(up: Upscaler, clip: Path, dst: Path, encode: EncodeOptions) -> dict[str, Any]:

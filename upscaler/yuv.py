@@ -29,17 +29,6 @@ def _scale(layout: YuvLayout) -> tuple[float, float, float, float]:
     return tuple(v * up for v in spans)  # type: ignore[return-value]
 
 
-def split_planes(flat: torch.Tensor, layout: YuvLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, length) -> Y (N,H,W), Cb and Cr (N,h,w), as views."""
-    n = flat.shape[0]
-    cw, ch = layout.chroma_size
-    luma = layout.luma_length
-    y = flat[:, :luma].reshape(n, layout.height, layout.width)
-    u = flat[:, luma : luma + cw * ch].reshape(n, ch, cw)
-    v = flat[:, luma + cw * ch :].reshape(n, ch, cw)
-    return y, u, v
-
-
 def _upsample_cosited(c: torch.Tensor, length: int) -> torch.Tensor:
     """Along the last axis, samples on even positions: even outputs copy, odd ones average their neighbours."""
     nxt = torch.cat([c[..., 1:], c[..., -1:]], dim=-1)
@@ -66,7 +55,7 @@ def _downsample_centred(x: torch.Tensor) -> torch.Tensor:
 
 def yuv_to_rgb(flat: torch.Tensor, layout: YuvLayout) -> torch.Tensor:
     """(N, length) integer samples -> (N, 3, H, W) float32 RGB in [0, 1], on the same device."""
-    y, u, v = (to_float(p) for p in split_planes(flat, layout))
+    y, u, v = (to_float(p) for p in layout.planes(flat))
     sx, sy = layout.chroma_shift
     if sy:
         u, v = _upsample_centred(u, layout.height), _upsample_centred(v, layout.height)

@@ -10,8 +10,12 @@ de-interleaved into the same shape by ``upscaler/video/planes.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
+
+# numpy arrays and torch tensors alike: the layout slices either the same way.
+Samples = TypeVar("Samples")
 
 # AVCOL_SPC_* (FFmpeg ABI) -> (Kr, Kb) of the Y'CbCr matrix. BT.2020 constant-luminance is treated as the
 # non-constant one, as swscale does.
@@ -74,6 +78,15 @@ class YuvLayout:
     @property
     def kr_kb(self) -> tuple[float, float]:
         return KR_KB[self.matrix]
+
+    def planes(self, flat: Samples) -> tuple[Samples, Samples, Samples]:
+        """Y (..., H, W), Cb and Cr (..., h, w) of flat frames (..., length): views of a contiguous array."""
+        cw, ch = self.chroma_size
+        lead = tuple(flat.shape[:-1])  # type: ignore[attr-defined]
+        a, b = self.luma_length, self.luma_length + cw * ch
+        return (flat[..., :a].reshape(*lead, self.height, self.width),  # type: ignore[index]
+                flat[..., a:b].reshape(*lead, ch, cw),  # type: ignore[index]
+                flat[..., b:].reshape(*lead, ch, cw))  # type: ignore[index]
 
     def resized(self, width: int, height: int) -> YuvLayout:
         return replace(self, width=width, height=height)

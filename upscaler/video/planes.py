@@ -52,14 +52,11 @@ def _plane_view(plane: av.video.plane.VideoPlane, dtype: np.dtype, samples: int)
 
 def pack(frame: av.VideoFrame, layout: YuvLayout, out: np.ndarray) -> None:
     """Copy a frame (in ``layout``'s pixel format and size) into the flat row ``out``."""
-    cw, ch = layout.chroma_size
-    w, h = layout.width, layout.height
+    cw = layout.chroma_size[0]
     dtype = layout.dtype
     planes = frame.planes
-    luma = layout.luma_length
-    out[:luma].reshape(h, w)[:] = _plane_view(planes[0], dtype, w)
-    u = out[luma : luma + cw * ch].reshape(ch, cw)
-    v = out[luma + cw * ch :].reshape(ch, cw)
+    y, u, v = layout.planes(out)
+    y[:] = _plane_view(planes[0], dtype, layout.width)
     if layout.pix_fmt in _SEMI_PLANAR:
         both = _plane_view(planes[1], dtype, 2 * cw)
         u[:] = both[:, 0::2]
@@ -72,14 +69,11 @@ def pack(frame: av.VideoFrame, layout: YuvLayout, out: np.ndarray) -> None:
 def unpack(row: np.ndarray, layout: YuvLayout) -> av.VideoFrame:
     """A new frame holding the flat row ``row`` (``layout.length`` samples of ``layout.dtype``)."""
     frame = av.VideoFrame(layout.width, layout.height, layout.pix_fmt)
-    cw, ch = layout.chroma_size
-    w, h = layout.width, layout.height
+    cw = layout.chroma_size[0]
     dtype = layout.dtype
-    luma = layout.luma_length
     planes = frame.planes
-    _plane_view(planes[0], dtype, w)[:] = row[:luma].reshape(h, w)
-    u = row[luma : luma + cw * ch].reshape(ch, cw)
-    v = row[luma + cw * ch :].reshape(ch, cw)
+    y, u, v = layout.planes(row)
+    _plane_view(planes[0], dtype, layout.width)[:] = y
     if layout.pix_fmt in _SEMI_PLANAR:
         both = _plane_view(planes[1], dtype, 2 * cw)
         both[:, 0::2] = u

@@ -111,6 +111,3 @@ def _check_output(out: object, batch: Batch, shape: tuple[int, ...] | None) -> t
     if shape is not None and out.shape[1:] != shape:
         raise ValueError(f"frame_fn changed the output size from {shape[:2]} to {out.shape[1:3]}")
     return out.shape[1:]
-
-
-
