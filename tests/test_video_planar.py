@@ -222,6 +222,31 @@ def test_next_batch_is_queued_before_the_previous_is_waited_for(tmp_path: Path) 
     assert video_pts(tmp_path / "ahead.mkv") == video_pts(tmp_path / "plain.mkv")
 
 
+def test_rgb_path_queues_ahead_too_when_given_a_frame_submit(tmp_path: Path) -> None:
+    log: list[str] = []
+
+    def submit(batch: np.ndarray) -> Callable[[], np.ndarray]:
+        n = sum(entry.startswith("submit") for entry in log)
+        log.append(f"submit {n}")
+        out = x2(batch)
+
+        def fetch() -> np.ndarray:
+            log.append(f"fetch {n}")
+            return out
+
+        return fetch
+
+    upscale_video(SAMPLE, tmp_path / "ahead.mkv", never, options=LOSSLESS, frame_submit=submit, batch_size=8)
+    assert log == ["submit 0", "submit 1", "fetch 0", "submit 2", "fetch 1", "fetch 2"]
+    upscale_video(SAMPLE, tmp_path / "plain.mkv", x2, options=LOSSLESS, batch_size=8, sequential=True)
+    assert np.array_equal(decoded(tmp_path / "ahead.mkv"), decoded(tmp_path / "plain.mkv"))
+    # A bad output is still caught, now when it is fetched.
+    with pytest.raises(ValueError, match="frame_fn returned 1 frames"):
+        upscale_video(SAMPLE, tmp_path / "bad.mkv", never, options=LOSSLESS,
+                      frame_submit=lambda batch: lambda: x2(batch[:1]), batch_size=8)
+    assert not (tmp_path / "bad.mkv").exists()
+
+
 def _raw_h264(path: Path, size: tuple[int, int], frames: int, luma: int) -> bytes:
     with av.open(str(path), "w", format="h264") as out:
         stream = out.add_stream("libx264", rate=25)

@@ -221,6 +221,10 @@ class Upscaler:
 
     def upscale_array(self, frames: np.ndarray) -> np.ndarray:
         """RGB uint8/uint16 frames, (H,W,3) or (N,H,W,3) → upscaled, same dtype and rank."""
+        return self.submit_array(frames)()
+
+    def submit_array(self, frames: np.ndarray) -> Fetch:
+        """``upscale_array``, queued: returns a function that waits for the frames and returns them."""
         single = frames.ndim == 3
         batch = frames[None] if single else frames
         if batch.ndim != 4 or batch.shape[-1] != 3:
@@ -233,8 +237,8 @@ class Upscaler:
         def from_rgb(y: torch.Tensor) -> torch.Tensor:
             return to_samples(y.mul(peak).round_().permute(0, 2, 3, 1), batch.dtype.itemsize).contiguous()
 
-        out = self._submit(batch, to_rgb, from_rgb)()
-        return out[0] if single else out
+        fetch = self._submit(batch, to_rgb, from_rgb)
+        return (lambda: fetch()[0]) if single else fetch
 
     def submit_planes(self, frames: np.ndarray, src: YuvLayout, dst: YuvLayout) -> Fetch:
         """``upscale_planes``, queued: returns a function that waits for the frames and returns them."""
@@ -278,7 +282,8 @@ class Upscaler:
                              batch_size=self.batch_size, overwrite=overwrite, progress=progress,
                              on_start=on_start, timer=self.timer, sequential=sequential,
                              prefer_hardware=self.device.type == "cuda",
-                             planar=self if self.colour_on_device else None)
+                             planar=self if self.colour_on_device else None,
+                             frame_submit=self.submit_array)
 
     # -- sizing --------------------------------------------------------------------------------------------
 

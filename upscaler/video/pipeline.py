@@ -22,7 +22,7 @@ from .encode import Writer
 from .options import EncodeOptions, plan_encoder
 from .probe import VideoInfo, open_input, probe_video
 from .remux import plan_streams
-from .steps import FrameFn, Pending, PlanarModel, PlanarStep, RgbStep, Step, nothing, planar_handles
+from .steps import FrameFn, FrameSubmit, Pending, PlanarModel, PlanarStep, RgbStep, Step, nothing, planar_handles
 
 # Batches in flight on each side of the model: enough to hide decode/encode jitter, small enough for 4K.
 _QUEUE_BATCHES = 2
@@ -67,6 +67,7 @@ def upscale_video(
     sequential: bool = False,
     prefer_hardware: bool = False,
     planar: PlanarModel | None = None,
+    frame_submit: FrameSubmit | None = None,
 ) -> VideoResult:
     """Upscale every frame of ``src`` with ``frame_fn`` and write ``dst``; all other streams go along.
 
@@ -99,7 +100,9 @@ def upscale_video(
     ``planar``: when given, and both the input's and the encoder's pixel formats are planar Y'CbCr it
     handles (yuv420p, yuv422p10le, nv12, p010le...), frames skip swscale: ``planar.submit_planes`` gets the
     decoded planes and gives back the encoder's, doing YUV <-> RGB itself (on the GPU, for ``Upscaler``);
-    ``frame_fn`` is then unused. Other formats take the RGB path through ``frame_fn``.
+    ``frame_fn`` is then unused. Other formats take the RGB path through ``frame_fn``, or through
+    ``frame_submit`` when given: ``frame_fn`` queued, returning a function that waits for and returns the
+    frames, so the next batch can be queued before this one is waited for (as on the planar path).
 
     ``timer`` collects the decode and encode stage times (``upscale bench``). ``sequential=True`` runs the
     plain loop instead - decode a batch, upscale it, encode it, in this thread - as the bench's baseline.
@@ -123,7 +126,8 @@ def upscale_video(
         use_planar = planar is not None and planar_handles(info.pix_fmt) and planar_handles(plan.pix_fmt)
         decoder = Decoder(src, container, stream, info, set(streams.copy), set(streams.transcode),
                           planar=use_planar)
-        step = PlanarStep(planar, plan.pix_fmt) if use_planar and planar is not None else RgbStep(frame_fn)
+        step: Step = (PlanarStep(planar, plan.pix_fmt) if use_planar and planar is not None
+                      else RgbStep(frame_fn, frame_submit))
         with atomic_output(dst) as tmp:
             writer = Writer(tmp, dst, plan, info, container, streams)
             try:

@@ -16,6 +16,8 @@ from .encode import encodable_size
 from .planes import layout_for
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
+# ``FrameFn``, queued: returns a function that waits for the frames and returns them.
+FrameSubmit = Callable[[np.ndarray], Callable[[], np.ndarray]]
 
 
 class PlanarModel(Protocol):
@@ -46,19 +48,30 @@ def planar_handles(pix_fmt: str) -> bool:
 
 
 class RgbStep:
-    """RGB frames through ``frame_fn``; the encoder converts them with swscale."""
+    """RGB frames through ``frame_fn`` (or its queued form, ``submit``); the encoder converts them with
+    swscale."""
 
     cropped = False  # the Writer crops RGB frames itself
 
-    def __init__(self, frame_fn: FrameFn) -> None:
+    def __init__(self, frame_fn: FrameFn, submit: FrameSubmit | None = None) -> None:
         self.frame_fn = frame_fn
+        self.frame_submit = submit
         self.shape: tuple[int, ...] | None = None
 
     def submit(self, batch: Batch) -> Pending:
         assert batch.frames is not None
-        out = self.frame_fn(batch.frames)
-        self.shape = _check_output(out, batch, self.shape)
-        return lambda: (out, None)
+        if self.frame_submit is None:
+            done = self.frame_fn(batch.frames)
+            fetch: Callable[[], np.ndarray] = lambda: done  # noqa: E731
+        else:
+            fetch = self.frame_submit(batch.frames)
+
+        def result() -> Upscaled:
+            out = fetch()
+            self.shape = _check_output(out, batch, self.shape)
+            return out, None
+
+        return result
 
 
 class PlanarStep:
