@@ -199,8 +199,7 @@ def bare_model_fps(up: Upscaler, frames: np.ndarray, min_seconds: float) -> dict
     """The generator alone on a batch of the clip's whole frames already on the device: no tiling, no copies,
     no I/O, no conversion."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).to(up.device).permute(0, 3, 1, 2).to(up.dtype) / 255
-    if up.device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
 
     def sync() -> None:
         if up.device.type == "cuda":

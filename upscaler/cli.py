@@ -64,7 +64,7 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Final scale: run the model, then resize its output (e.g. 3 or 1.5)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
-                     show_default=True, help="auto = fp16 on CUDA, fp32 on CPU."),
+                     show_default=True, help="auto = fp16 on CUDA; bf16 on CPUs with AMX, else fp32."),
         click.option("--tile", type=click.IntRange(min=0), default=None,
                      help="Tile side in input pixels; 0 = no tiling; default picks from the device."),
         click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True,
