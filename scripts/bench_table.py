@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 COLUMNS = ("device", "model", "input → output", "frames", "precision", "YUV↔RGB", "codec", "bare fps",
-           "end-to-end fps", "ratio", "sequential fps", "speed-up", "bound by", "GPU peak MB")
+           "end-to-end fps", "ratio", "CPU ceiling", "sequential fps", "speed-up", "bound by", "GPU peak MB")
 
 
 def row(r: dict) -> list[str]:
@@ -24,7 +24,7 @@ def row(r: dict) -> list[str]:
 
     return [r["device"], model, size, str(r["end_to_end"]["frames"]), r["precision"],
             r.get("colour_convert", "swscale"), r["codec"], f(r["bare"]["fps"]), f(r["end_to_end"]["fps"]),
-            f(r["ratio"]), f(seq and seq["fps"]), f(r.get("speedup"), "{:.2f}×"), r["bound_by"], f(gpu, "{:.0f}")]
+            f(r["ratio"]), f(r.get("cpu_ceiling")), f(seq and seq["fps"]), f(r.get("speedup"), "{:.2f}×"), r["bound_by"], f(gpu, "{:.0f}")]
 
 
 def main(paths: list[str]) -> None:

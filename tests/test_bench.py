@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import REPO
 
 from upscaler import Upscaler
-from upscaler.bench import prepare_clip, read_frames
+from upscaler.bench import prepare_clip, read_frames, usable_cores
 from upscaler.cli import main
 from upscaler.stages import STAGES, StageTimer, stage
 from upscaler.tiling import upscale_tiled
@@ -42,6 +42,10 @@ def test_bench_json_reports_every_figure() -> None:
     seq = r["sequential"]
     assert 0 < sum(seq["stages"].values()) <= seq["seconds"] * 1.05 + 0.01
     assert r["io_only"]["fps"] > r["end_to_end"]["fps"] and r["io_only"]["cpu_s_per_frame"] > 0
+    model_cpu, io_cpu = r["bare"]["cpu_s_per_frame"], r["io_only"]["cpu_s_per_frame"]
+    # Cores over the CPU seconds a frame needs, as a share of the bare fps (2 torch threads on 2 cores here).
+    ceiling = min(1.0, usable_cores() / (model_cpu + io_cpu) / r["bare"]["fps"])
+    assert r["cpu_ceiling"] == pytest.approx(ceiling) and 0 < r["cpu_ceiling"] <= 1
     assert r["memory"]["rss_peak_mb"] > 0 and r["memory"]["gpu_peak_mb"] is None
     assert r["psnr"]["frames"] == 4 and r["psnr"]["model_db"] > 10 and r["psnr"]["bicubic_db"] > 10
 

@@ -122,9 +122,24 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
             "gpu_peak_mb": _mb(mem.report.gpu_peak),
         },
         "psnr": quality,
-        "notes": _notes(up, busy, result.codec),
+        "cpu_ceiling": cpu_ceiling(up, bare, io_only),
     }
+    report["notes"] = _notes(up, busy, result.codec, report["cpu_ceiling"])
     return report
+
+
+def cpu_ceiling(up: Upscaler, bare: dict[str, Any], io_only: dict[str, Any]) -> float | None:
+    """On the CPU the model, decoder and encoder share the same cores: even with perfect overlap the end-to-end
+    run can do at most cores / (model + decode + encode CPU seconds per frame) frames a second. As a share of
+    the bare model's speed (1 when the model leaves cores idle, e.g. with fewer torch threads than cores)."""
+    if up.device.type != "cpu" or not bare["fps"]:
+        return None
+    per_frame = bare["cpu_s_per_frame"] + io_only["cpu_s_per_frame"]
+    return min(1.0, usable_cores() / per_frame / bare["fps"]) if per_frame > 0 else None
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _sequential(up: Upscaler, clip: Path, dst: Path, encode: EncodeOptions, timed: bool) -> dict[str, Any]:
@@ -282,11 +297,14 @@ def prepare_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} ({device})"
-    return f"cpu ({os.cpu_count()} cores)"
+    return f"cpu ({usable_cores()} cores)"
 
 
-def _notes(up: Upscaler, busy: dict[str, float], codec: str) -> list[str]:
+def _notes(up: Upscaler, busy: dict[str, float], codec: str, ceiling: float | None) -> list[str]:
     notes = []
+    if ceiling is not None and ceiling < 0.95:
+        notes.append(f"the model shares the CPU's cores with decode + encode: at best the end-to-end run gets "
+                     f"{ceiling:.2f} of the bare model's speed (a faster --preset lowers encoding's share)")
     bound = max(busy, key=lambda name: busy[name])
     if bound == "encode":
         hint = " (try --codec h264_nvenc or hevc_nvenc)" if up.device.type == "cuda" and \
