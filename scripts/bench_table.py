@@ -24,7 +24,8 @@ def row(r: dict) -> list[str]:
 
     return [r["device"], model, size, str(r["end_to_end"]["frames"]), r["precision"],
             r.get("colour_convert", "swscale"), r["codec"], f(r["bare"]["fps"]), f(r["end_to_end"]["fps"]),
-            f(r["ratio"]), f(r.get("cpu_ceiling")), f(seq and seq["fps"]), f(r.get("speedup"), "{:.2f}×"), r["bound_by"], f(gpu, "{:.0f}")]
+            f(r["ratio"]), f(r.get("cpu_ceiling")), f(seq and seq["fps"]), f(r.get("speedup"), "{:.2f}×"),
+            r["bound_by"], f(gpu, "{:.0f}")]
 
 
 def main(paths: list[str]) -> None:

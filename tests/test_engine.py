@@ -33,6 +33,21 @@ def test_shipped_defaults_on_cpu(up4: Upscaler) -> None:
     assert Upscaler(scale=2).scale == 2
 
 
+def test_automatic_cpu_bf16_leaves_deep_samples_to_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bf16 steps near white are one 8-bit code: 16-bit frames would come out banded, so auto runs them in fp32.
+    monkeypatch.setattr("upscaler.engine.cpu_bf16_is_fast", lambda: True)
+    auto = Upscaler(scale=4, tile=0, device="cpu")
+    fp32 = Upscaler(scale=4, tile=0, device="cpu", precision="fp32")
+    assert auto.dtype == torch.bfloat16 and "fp32 for >8-bit" in auto.describe()
+    ramp = np.linspace(0, 65535, 40 * 40 * 3).reshape(40, 40, 3).astype(np.uint16)
+    assert np.array_equal(auto.upscale_array(ramp), fp32.upscale_array(ramp))
+    eight = (ramp >> 8).astype(np.uint8)
+    assert not np.array_equal(auto.upscale_array(eight), fp32.upscale_array(eight))  # 8-bit: bf16 did run
+    # Asked for explicitly, bf16 is what runs, deep samples too.
+    explicit = Upscaler(scale=4, tile=0, device="cpu", precision="bf16")
+    assert not np.array_equal(explicit.upscale_array(ramp), fp32.upscale_array(ramp))
+
+
 def test_cpu_bf16_output_is_fp32_output_to_within_a_code_value() -> None:
     lr = (bicubic_downscale(_hr("baby"), 4) * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
     outs = {p: Upscaler(scale=4, tile=0, device="cpu", precision=p).upscale_array(lr).astype(np.float64)

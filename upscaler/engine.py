@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -33,9 +34,10 @@ Fetch = Callable[[], np.ndarray]
 ColourConvert = Literal["auto", "device", "swscale"]
 
 # CPU tile side, from `python scripts/tile_sweep.py` (compact x4, 2 cores, 2 torch threads, overlap 32, freed
-# memory kept, see cpu_memory.py), fps: 320x180 whole frame 4.31, tile 256 3.62; 640x360 whole 1.01, tile 640
-# 0.99, 384 0.92, 256 0.78; 1280x720 whole 0.171, tile 640 0.147, 384 0.149 (a slower day of the same VM). A
-# tile costs what its 32-pixel context recomputes, and the whole frame was fastest at every size measured: tile
+# memory kept, see cpu_memory.py), fps. fp32: 320x180 whole frame 4.31, tile 256 3.62; 640x360 whole 1.01, tile
+# 640 0.99, 384 0.92, 256 0.78; 1280x720 whole 0.171, tile 640 0.147, 384 0.149. bf16 on AMX (channels_last):
+# 640x360 whole 2.95, tile 640 2.88, 384 2.48, 256 1.93; 1280x720 whole 0.63, 640 0.65, 384 0.58, 256 0.54. A
+# tile costs what its 32-pixel context recomputes, and the whole frame was fastest or even at every size: tile
 # only frames bigger than 1280 a side, which bounds memory (a 64-channel map of a 1280x1280 window is 420 MB).
 CPU_TILE = 1280
 MIN_TILE = 32
@@ -73,6 +75,7 @@ class Upscaler:
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults per layer: up to 2x faster on big frames
         self.dtype = _pick_dtype(precision, self.device)
+        self._auto_bf16 = precision == "auto" and self.dtype == torch.bfloat16
         self.scale = self.loaded.scale
         self.outscale = float(outscale) if outscale else float(self.scale)
         if self.outscale <= 0:
@@ -81,13 +84,15 @@ class Upscaler:
         self.tile = self._auto_tile() if tile is None else tile
         self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
         # channels_last on the CPU too: oneDNN's fast convolutions want it (fp32 1.1-1.6x, bf16 4x on AMX).
+        # The fp32 weights, kept (on the host) before a half-precision cast rounds them: the fp32 fallbacks
+        # (overflowing tiles, deep samples under the automatic CPU bf16) must run the real model.
+        self._fp32_master = copy.deepcopy(self.loaded.module).float() if self.dtype != torch.float32 else None
         self.net = self.loaded.module.to(self.device, self.dtype).eval().to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             # Tile shapes repeat frame after frame: let cuDNN pick the fastest convolution per shape once.
             torch.backends.cudnn.benchmark = True
         self._eager = self.net
         self._fp32_net: torch.nn.Module | None = None  # made on the first fp16 overflow
-        self._check_tiles = False  # True while a batch is redone tile by tile after a non-finite output
         if compile:
             # Fixed tile sizes make shapes repeat, so each distinct tile shape compiles once.
             self.net = torch.compile(self.net, dynamic=False)
@@ -110,22 +115,23 @@ class Upscaler:
         """(N,3,H,W) float in [0,1] → (N,3,H',W') float32 in [0,1] on the model's device, H' = round(H*outscale)."""
         return self._upscale(x)[0]
 
-    def _upscale(self, x: torch.Tensor, *, defer_check: bool = False,
-                 check_tiles: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _upscale(self, x: torch.Tensor, *, defer_check: bool = False, check_tiles: bool = False,
+                 deep: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The output and, with ``defer_check`` in fp16/bf16, a device flag "every value finite" for the caller
-        to read later (reading it waits for the GPU); otherwise a non-finite batch is redone here."""
+        to read later (reading it waits for the GPU); otherwise a non-finite batch is redone here. ``deep``: the
+        samples have more than 8 bits, which the automatic CPU bf16 would not keep (see ``_net_for``)."""
         x = x.to(self.device, non_blocking=True)
         h, w = x.shape[-2:]
         finite = None
         while True:
             try:
-                out = self._tiled(x, check_tiles)
-                if self.dtype != torch.float32 and not check_tiles:
+                out = self._tiled(x, check_tiles, deep)
+                if self._net_for(deep)[1] != torch.float32 and not check_tiles:
                     finite = torch.isfinite(out).all()
                     if not defer_check and not finite:
                         # fp16 overflow somewhere (NaN/inf survive the blending): redo this batch checking each
                         # tile. Checking once per batch keeps the fast path free of a GPU sync per tile.
-                        out, finite = self._tiled(x, True), None
+                        out, finite = self._tiled(x, True, deep), None
                 break
             except torch.OutOfMemoryError:
                 # Retry the frame with smaller tiles rather than fail: free memory varies during a run.
@@ -142,28 +148,33 @@ class Upscaler:
             out = bicubic_resize(out, target)
         return out.clamp_(0, 1), finite
 
-    def _tiled(self, x: torch.Tensor, check_tiles: bool = False) -> torch.Tensor:
-        self._check_tiles = check_tiles
-        try:
-            with stage(self.timer, "stitch", exclude="model"):
-                return upscale_tiled(self._run_tile, x, self.scale, self.tile, self.tile_overlap,
-                                     batch_tiles=self.device.type == "cuda")
-        finally:
-            self._check_tiles = False
+    def _net_for(self, deep: bool) -> tuple[torch.nn.Module, torch.dtype]:
+        # bf16 keeps 8 significant bits: the output's own steps near white are one 8-bit code, so 10- and 16-bit
+        # samples would come out banded like 8-bit ones. The automatic CPU bf16 hands them to fp32 instead.
+        if deep and self._auto_bf16:
+            return self._fp32(), torch.float32
+        return self.net, self.dtype
 
-    def _run_tile(self, tile: torch.Tensor) -> torch.Tensor:
+    def _tiled(self, x: torch.Tensor, check_tiles: bool = False, deep: bool = False) -> torch.Tensor:
+        net, dtype = self._net_for(deep)
+        with stage(self.timer, "stitch", exclude="model"):
+            return upscale_tiled(functools.partial(self._run_tile, net, dtype, check_tiles), x, self.scale,
+                                 self.tile, self.tile_overlap, batch_tiles=self.device.type == "cuda")
+
+    def _run_tile(self, net: torch.nn.Module, dtype: torch.dtype, check: bool, tile: torch.Tensor) -> torch.Tensor:
         with stage(self.timer, "model"):
-            inp = tile.to(self.dtype).contiguous(memory_format=torch.channels_last)
-            out = self.net(inp)
-            if self._check_tiles and not torch.isfinite(out).all():
+            inp = tile.to(dtype).contiguous(memory_format=torch.channels_last)
+            out = net(inp)
+            if check and not torch.isfinite(out).all():
                 # fp16 overflow gives inf/NaN (black or white blotches); redo this tile in fp32, on a separate
                 # fp32 copy so the running (possibly compiled) fp16 net is never touched.
-                out = self._fp32()(inp.float())
+                out = self._fp32()(tile.float().contiguous(memory_format=torch.channels_last))  # unrounded input
             return out
 
     def _fp32(self) -> torch.nn.Module:
         if self._fp32_net is None:
-            self._fp32_net = copy.deepcopy(self._eager).float()
+            master = self._fp32_master if self._fp32_master is not None else copy.deepcopy(self._eager)
+            self._fp32_net = master.to(self.device, torch.float32).eval().to(memory_format=torch.channels_last)
         return self._fp32_net
 
     # -- frames: host arrays through the device --------------------------------------------------------------
@@ -179,6 +190,7 @@ class Upscaler:
         """
         if len(frames) == 0:
             raise UpscalerError("no frames to upscale")
+        deep = frames.dtype.itemsize > 1
         jobs: list[tuple[np.ndarray, torch.Tensor | None, PendingDownload | np.ndarray]] = []
 
         def device_rgb(chunk: np.ndarray) -> torch.Tensor:
@@ -191,7 +203,7 @@ class Upscaler:
                 with stage(self.timer, "to_tensor"):
                     chunk = as_torch_ready(np.ascontiguousarray(frames[i : i + self.batch_size]))
                     rgb = device_rgb(chunk)
-                y, finite = self._upscale(rgb, defer_check=True)
+                y, finite = self._upscale(rgb, defer_check=True, deep=deep)
                 with stage(self.timer, "from_tensor"):
                     out = from_rgb(y)
                     if self._transfer is not None:  # the overflow flag rides with the frames: no sync here
@@ -210,7 +222,7 @@ class Upscaler:
                         host, ok = pending, None if finite is None else bool(finite)
                     if ok is False:
                         with torch.inference_mode():  # fp16 overflow: redo the batch, checking each tile
-                            redo = self._upscale(device_rgb(chunk), check_tiles=True)[0]
+                            redo = self._upscale(device_rgb(chunk), check_tiles=True, deep=deep)[0]
                             host = from_rgb(redo).cpu().numpy()
                 outs.append(host.view(np.uint16) if host.dtype == np.int16 else host)
             return outs[0] if len(outs) == 1 else np.concatenate(outs)
@@ -298,7 +310,8 @@ class Upscaler:
 
     def describe(self) -> str:
         return (f"{self.loaded.arch} x{self.scale} ({Path(self.loaded.source).name}) on {self.device}"
-                f" {str(self.dtype).removeprefix('torch.')}, tile {self.tile or 'off'}")
+                f" {str(self.dtype).removeprefix('torch.')}{' (fp32 for >8-bit samples)' if self._auto_bf16 else ''},"
+                f" tile {self.tile or 'off'}")
 
 
 def _pick_device(device: str) -> torch.device:
