@@ -12,9 +12,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import REPO
+from test_video import make_clip
 
 from upscaler import Upscaler
-from upscaler.bench import prepare_clip, read_frames, usable_cores
+from upscaler.bench import BenchConfig, prepare_clip, read_frames, run_bench, usable_cores
 from upscaler.cli import main
 from upscaler.stages import STAGES, StageTimer, stage
 from upscaler.tiling import upscale_tiled
@@ -60,6 +61,16 @@ def test_bench_on_the_device_colour_path() -> None:
     # Decoding no longer converts colour; the device does, inside to_tensor / from_tensor.
     assert r["stages"]["to_tensor"] > 0 and r["stages"]["from_tensor"] > 0
     assert r["io_only"]["fps"] > r["end_to_end"]["fps"]
+
+
+def test_bench_reports_the_precision_deep_samples_run_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("upscaler.engine.cpu_bf16_is_fast", lambda: True)  # the automatic CPU bf16
+    up = Upscaler(scale=4, device="cpu", tile=0)
+    ten = make_clip(tmp_path / "ten.mkv", pix_fmt="yuv420p10le", size=(32, 24), frames=2)
+    config = BenchConfig(clip=ten, bare_seconds=0.1, sequential=False)
+    assert run_bench(up, config)["precision"] == "float32"
+    config.clip = make_clip(tmp_path / "eight.mkv", size=(32, 24), frames=2)
+    assert run_bench(up, config)["precision"] == "bfloat16"
 
 
 def test_bench_rejects_odd_size() -> None:

@@ -67,7 +67,7 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
         hr = read_frames(clip, max(up.batch_size, _PSNR_FRAMES))
         width, height = info.width, info.height
 
-        before = bare_model_fps(up, hr[: up.batch_size], config.bare_seconds)
+        before = bare_model_fps(up, hr[: up.batch_size], config.bare_seconds, info.bit_depth)
         up.upscale_array(hr[: up.batch_size])  # warm the tiled path (and torch.compile's tile shapes)
 
         # On CUDA, timing synchronises per stage and so removes overlap: time the fps untimed, stages apart.
@@ -76,7 +76,7 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
             result = up.upscale_video(clip, Path(tmp) / "e2e.mp4", options=encode, overwrite=True)
         # The bare model again, right after: a shared machine's speed drifts by tens of percent over a minute, and
         # the mean of the two brackets the end-to-end run in time.
-        bare = _bracket(before, bare_model_fps(up, hr[: up.batch_size], config.bare_seconds))
+        bare = _bracket(before, bare_model_fps(up, hr[: up.batch_size], config.bare_seconds, info.bit_depth))
         if cuda:
             up.timer = StageTimer(sync=lambda: torch.cuda.synchronize(up.device))
             up.upscale_video(clip, Path(tmp) / "e2e_timed.mp4", options=encode, overwrite=True)
@@ -96,7 +96,7 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "model": up.describe(),
         "scale": up.scale,
-        "precision": str(up.dtype).removeprefix("torch."),
+        "precision": str(up.net_for(info.bit_depth)[1]).removeprefix("torch."),
         "tile": up.tile,
         "batch_size": up.batch_size,
         "compile": up.compiled,
@@ -210,10 +210,11 @@ def _bracket(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.inference_mode()
-def bare_model_fps(up: Upscaler, frames: np.ndarray, min_seconds: float) -> dict[str, Any]:
+def bare_model_fps(up: Upscaler, frames: np.ndarray, min_seconds: float, bits: int = 8) -> dict[str, Any]:
     """The generator alone on a batch of the clip's whole frames already on the device: no tiling, no copies,
-    no I/O, no conversion."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(up.device).permute(0, 3, 1, 2).to(up.dtype) / 255
+    no I/O, no conversion; the network and dtype that the end-to-end run gives ``bits``-bit samples."""
+    net, dtype = up.net_for(bits)
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(up.device).permute(0, 3, 1, 2).to(dtype) / 255
     x = x.contiguous(memory_format=torch.channels_last)
 
     def sync() -> None:
@@ -221,11 +222,11 @@ def bare_model_fps(up: Upscaler, frames: np.ndarray, min_seconds: float) -> dict
             torch.cuda.synchronize(up.device)
 
     for _ in range(3):  # warm-up: allocator and page faults, oneDNN/cuDNN kernel choice, compilation
-        up.net(x)
+        net(x)
     sync()
     calls, start, cpu = 0, time.perf_counter(), _cpu_seconds()
     while calls < 3 or time.perf_counter() - start < min_seconds:
-        up.net(x)
+        net(x)
         calls += 1
         sync()
     elapsed, cpu = time.perf_counter() - start, _cpu_seconds() - cpu

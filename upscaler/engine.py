@@ -119,14 +119,14 @@ class Upscaler:
                  deep: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The output and, with ``defer_check`` in fp16/bf16, a device flag "every value finite" for the caller
         to read later (reading it waits for the GPU); otherwise a non-finite batch is redone here. ``deep``: the
-        samples have more than 8 bits, which the automatic CPU bf16 would not keep (see ``_net_for``)."""
+        samples have more than 8 bits, which the automatic CPU bf16 would not keep (see ``net_for``)."""
         x = x.to(self.device, non_blocking=True)
         h, w = x.shape[-2:]
         finite = None
         while True:
             try:
                 out = self._tiled(x, check_tiles, deep)
-                if self._net_for(deep)[1] != torch.float32 and not check_tiles:
+                if self.net_for(16 if deep else 8)[1] != torch.float32 and not check_tiles:
                     finite = torch.isfinite(out).all()
                     if not defer_check and not finite:
                         # fp16 overflow somewhere (NaN/inf survive the blending): redo this batch checking each
@@ -148,15 +148,16 @@ class Upscaler:
             out = bicubic_resize(out, target)
         return out.clamp_(0, 1), finite
 
-    def _net_for(self, deep: bool) -> tuple[torch.nn.Module, torch.dtype]:
-        # bf16 keeps 8 significant bits: the output's own steps near white are one 8-bit code, so 10- and 16-bit
-        # samples would come out banded like 8-bit ones. The automatic CPU bf16 hands them to fp32 instead.
-        if deep and self._auto_bf16:
+    def net_for(self, bits: int) -> tuple[torch.nn.Module, torch.dtype]:
+        """The network and dtype that run samples of ``bits`` bits: ``net``/``dtype``, except that under the
+        automatic CPU bf16 samples deeper than 8 bits run in fp32. bf16 keeps 8 significant bits, so its
+        output's steps near white are one 8-bit code: 10- and 16-bit frames would come out banded."""
+        if bits > 8 and self._auto_bf16:
             return self._fp32(), torch.float32
         return self.net, self.dtype
 
     def _tiled(self, x: torch.Tensor, check_tiles: bool = False, deep: bool = False) -> torch.Tensor:
-        net, dtype = self._net_for(deep)
+        net, dtype = self.net_for(16 if deep else 8)
         with stage(self.timer, "stitch", exclude="model"):
             return upscale_tiled(functools.partial(self._run_tile, net, dtype, check_tiles), x, self.scale,
                                  self.tile, self.tile_overlap, batch_tiles=self.device.type == "cuda")
