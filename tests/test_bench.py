@@ -15,7 +15,7 @@ from conftest import REPO
 from test_video import make_clip
 
 from upscaler import Upscaler
-from upscaler.bench import BenchConfig, prepare_clip, read_frames, run_bench, usable_cores
+from upscaler.bench import BenchConfig, cpu_ceiling, prepare_clip, read_frames, run_bench, usable_cores
 from upscaler.cli import main
 from upscaler.stages import STAGES, StageTimer, stage
 from upscaler.tiling import upscale_tiled
@@ -71,6 +71,15 @@ def test_bench_reports_the_precision_deep_samples_run_in(monkeypatch: pytest.Mon
     assert run_bench(up, config)["precision"] == "float32"
     config.clip = make_clip(tmp_path / "eight.mkv", size=(32, 24), frames=2)
     assert run_bench(up, config)["precision"] == "bfloat16"
+
+
+def test_cpu_ceiling_is_the_share_of_cores_the_model_keeps() -> None:
+    # 2 cores, a bare model at 10 fps using 0.2 CPU s a frame (both cores): with 0.1 s of decode + encode a frame
+    # the cores manage 2 / 0.3 = 6.7 fps at best, 0.67 of the bare speed.
+    assert cpu_ceiling(2, 10.0, 0.2, 0.1) == pytest.approx(2 / 3)
+    # A model on one of the two cores leaves the other to decode + encode: no ceiling below the bare speed.
+    assert cpu_ceiling(2, 10.0, 0.1, 0.05) == 1.0
+    assert cpu_ceiling(2, 0.0, 0.1, 0.05) is None
 
 
 def test_bench_rejects_odd_size() -> None:

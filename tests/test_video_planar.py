@@ -126,6 +126,20 @@ def test_ten_bit_stays_ten_bit_on_the_planar_path(tmp_path: Path) -> None:
     assert (luma % 4 != 0).any()
 
 
+@pytest.mark.parametrize("colour_convert", ["device", "swscale"])
+def test_ten_bit_video_runs_in_fp32_under_the_automatic_cpu_bf16(colour_convert: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_clip(tmp_path / "ten.mkv", pix_fmt="yuv420p10le", tags=(1, 1, 1, 1), size=(48, 32), frames=2)
+    outs = []
+    for precision in ("fp32", "auto"):
+        monkeypatch.setattr("upscaler.engine.cpu_bf16_is_fast", lambda: True)
+        up = Upscaler(scale=4, device="cpu", precision=precision, colour_convert=colour_convert)  # type: ignore[arg-type]
+        assert up.dtype == (torch.float32 if precision == "fp32" else torch.bfloat16)
+        up.upscale_video(src, tmp_path / f"{precision}.mkv", options=LOSSLESS)
+        outs.append(decoded(tmp_path / f"{precision}.mkv", "rgb48le"))
+    assert np.array_equal(*outs)
+
+
 def test_semi_planar_output_for_nvenc_style_encoders(tmp_path: Path) -> None:
     # NVENC takes NV12 / P010: the planar path writes the interleaved chroma itself (here through libx264).
     options = EncodeOptions(codec="libx264", pix_fmt="nv12", preset="ultrafast", crf=0)

@@ -86,7 +86,7 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
         sequential = None
         if config.sequential:
             sequential = _sequential(up, clip, Path(tmp) / "sequential.mp4", encode, timed=not cuda)
-        quality = psnr_vs_bicubic(up, hr[:_PSNR_FRAMES])
+        quality = psnr_vs_bicubic(up, hr[:_PSNR_FRAMES], info.bit_depth)
 
     e2e_fps = result.fps
     assert stages is not None
@@ -122,20 +122,23 @@ def run_bench(up: Upscaler, config: BenchConfig) -> dict[str, Any]:
             "gpu_peak_mb": _mb(mem.report.gpu_peak),
         },
         "psnr": quality,
-        "cpu_ceiling": cpu_ceiling(up, bare, io_only),
+        "cpu_ceiling": None if cuda else cpu_ceiling(usable_cores(), bare["fps"], bare["cpu_s_per_frame"],
+                                                     io_only["cpu_s_per_frame"]),
     }
     report["notes"] = _notes(up, busy, result.codec, report["cpu_ceiling"])
     return report
 
 
-def cpu_ceiling(up: Upscaler, bare: dict[str, Any], io_only: dict[str, Any]) -> float | None:
+def cpu_ceiling(cores: int, bare_fps: float, model_cpu_s: float, io_cpu_s: float) -> float | None:
     """On the CPU the model, decoder and encoder share the same cores: even with perfect overlap the end-to-end
     run can do at most cores / (model + decode + encode CPU seconds per frame) frames a second. As a share of
-    the bare model's speed (1 when the model leaves cores idle, e.g. with fewer torch threads than cores)."""
-    if up.device.type != "cpu" or not bare["fps"]:
+    the bare model's speed (1 when the model leaves cores idle, e.g. with fewer torch threads than cores).
+    With YUV <-> RGB on the model's thread (``--colour-convert device``) that conversion is in neither figure,
+    so the ceiling comes out a little high."""
+    per_frame = model_cpu_s + io_cpu_s
+    if bare_fps <= 0 or per_frame <= 0:
         return None
-    per_frame = bare["cpu_s_per_frame"] + io_only["cpu_s_per_frame"]
-    return min(1.0, usable_cores() / per_frame / bare["fps"]) if per_frame > 0 else None
+    return min(1.0, cores / per_frame / bare_fps)
 
 
 def usable_cores() -> int:
@@ -235,7 +238,7 @@ def bare_model_fps(up: Upscaler, frames: np.ndarray, min_seconds: float, bits: i
 
 
 @torch.inference_mode()
-def psnr_vs_bicubic(up: Upscaler, frames: np.ndarray) -> dict[str, Any] | None:
+def psnr_vs_bicubic(up: Upscaler, frames: np.ndarray, bits: int = 8) -> dict[str, Any] | None:
     """PSNR-Y (border of ``scale`` cropped) against the clip's frames taken as ground truth, after an
     antialiased bicubic downscale by the model's scale: the model's output vs plain bicubic upscaling."""
     s = up.scale
@@ -244,7 +247,7 @@ def psnr_vs_bicubic(up: Upscaler, frames: np.ndarray) -> dict[str, Any] | None:
         return None
     hr = torch.from_numpy(np.ascontiguousarray(frames[:, :h, :w])).permute(0, 3, 1, 2).float() / 255
     lr = (bicubic_downscale(hr, s) * 255).round() / 255  # quantised like a real 8-bit input
-    sr = up.upscale_tensor(lr).float().cpu()
+    sr = up.upscale_tensor(lr, bits=bits).float().cpu()
     bicubic = bicubic_resize(lr, (h, w)).clamp(0, 1)
     model = [psnr_y(sr[i : i + 1], hr[i : i + 1], s) for i in range(len(hr))]
     base = [psnr_y(bicubic[i : i + 1], hr[i : i + 1], s) for i in range(len(hr))]
@@ -263,7 +266,8 @@ def read_frames(clip: Path, count: int) -> np.ndarray:
 
 
 def prepare_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int | None) -> Path:
-    """A copy of ``src`` at ``size`` with ``frames`` frames (looping the source), near-lossless H.264."""
+    """A copy of ``src`` at ``size`` with ``frames`` frames (looping the source), near-lossless H.264, 10-bit
+    when the source is deeper than 8 bits (the model's precision can depend on it)."""
     if not src.exists():
         raise UpscalerError(f"{src}: no such file")
     info = probe_video(src)
@@ -274,10 +278,11 @@ def prepare_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int
     if wanted is not None and wanted < 1:
         raise UpscalerError("--frames must be at least 1")
     fps = info.fps or Fraction(24)
+    pix_fmt = "yuv420p10le" if info.bit_depth > 8 else "yuv420p"
     written = 0
     with av.open(str(dst), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.options = {"crf": "8", "preset": "veryfast"}
         while wanted is None or written < wanted:
             before = written
@@ -285,7 +290,7 @@ def prepare_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int
                 for frame in inp.decode(video=0):
                     if wanted is not None and written >= wanted:
                         break
-                    small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+                    small = frame.reformat(width=width, height=height, format=pix_fmt, interpolation="AREA")
                     small.pts, small.time_base = written, 1 / fps
                     out.mux(stream.encode(small))
                     written += 1
