@@ -191,5 +191,5 @@ def test_cuda_transfer_round_trip_and_tiled_frames() -> None:
     assert flagged.flag is None and int(flagged.wait()[0, 0]) == 0 and flagged.flag is False
     frames = read_frames(SAMPLE, 2)[:, :64, :96]
     gpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cuda", precision="fp32").upscale_array(frames)
-    cpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cpu").upscale_array(frames)
+    cpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cpu", precision="fp32").upscale_array(frames)
     assert np.abs(gpu.astype(np.int16) - cpu.astype(np.int16)).max() <= 1

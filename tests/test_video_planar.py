@@ -188,7 +188,7 @@ def test_cuda_planar_path_matches_cpu(tmp_path: Path) -> None:
     # Upload as int16 through pinned buffers, convert, upscale, convert back and download: the same frames as
     # the CPU (fp32), and fp16 within its precision.
     clip = prepare_clip(SAMPLE, tmp_path / "small.mp4", (192, 108), 8)
-    runs = {"cpu": Upscaler(scale=4, device="cpu", colour_convert="device"),
+    runs = {"cpu": Upscaler(scale=4, device="cpu", precision="fp32", colour_convert="device"),
             "cuda32": Upscaler(scale=4, device="cuda", precision="fp32"),
             "cuda16": Upscaler(scale=4, device="cuda")}
     assert runs["cuda16"].colour_on_device and runs["cuda16"].dtype == torch.float16
@@ -202,6 +202,26 @@ def test_cuda_planar_path_matches_cpu(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "ten.mkv", pix_fmt="yuv420p10le", tags=(1, 1, 1, 1), size=(64, 48), frames=3)
     for name in ("cpu", "cuda32"):
         runs[name].upscale_video(src, tmp_path / f"ten_{name}.mkv", options=LOSSLESS)
+    a, b = decoded(tmp_path / "ten_cpu.mkv", "rgb48le"), decoded(tmp_path / "ten_cuda32.mkv", "rgb48le")
+    assert psnr(a, b, 65535.0) > 50
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rgb_path_with_look_ahead_matches_cpu(tmp_path: Path) -> None:
+    # The RGB path on CUDA queues batch k+1 before fetching k (two downloads in flight, two pinned slots):
+    # 10 frames in batches of 4 must come out as the CPU's, in order, 8- and 10-bit.
+    clip = prepare_clip(SAMPLE, tmp_path / "small.mp4", (192, 108), 10)
+    ten = make_clip(tmp_path / "ten.mkv", pix_fmt="yuv420p10le", tags=(1, 1, 1, 1), size=(64, 48), frames=6)
+    runs = {"cpu": Upscaler(scale=4, device="cpu", precision="fp32"),
+            "cuda32": Upscaler(scale=4, device="cuda", precision="fp32", colour_convert="swscale", batch_size=4),
+            "cuda16": Upscaler(scale=4, device="cuda", colour_convert="swscale", batch_size=4)}
+    for name, up in runs.items():
+        assert up.upscale_video(clip, tmp_path / f"{name}.mkv", options=LOSSLESS).frames == 10
+        up.upscale_video(ten, tmp_path / f"ten_{name}.mkv", options=LOSSLESS)
+    cpu = decoded(tmp_path / "cpu.mkv")
+    assert psnr(cpu, decoded(tmp_path / "cuda32.mkv")) > 50
+    assert psnr(cpu, decoded(tmp_path / "cuda16.mkv")) > 40
     a, b = decoded(tmp_path / "ten_cpu.mkv", "rgb48le"), decoded(tmp_path / "ten_cuda32.mkv", "rgb48le")
     assert psnr(a, b, 65535.0) > 50
 
