@@ -116,25 +116,26 @@ class Upscaler:
 
         ``bits``: the depth of the samples ``x`` came from; deeper than 8 runs in fp32 under the automatic
         CPU bf16 (``net_for``)."""
-        return self._upscale(x, deep=bits > 8)[0]
+        return self._upscale(x, bits=bits)[0]
 
     def _upscale(self, x: torch.Tensor, *, defer_check: bool = False, check_tiles: bool = False,
-                 deep: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 bits: int = 8) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The output and, with ``defer_check`` in fp16/bf16, a device flag "every value finite" for the caller
-        to read later (reading it waits for the GPU); otherwise a non-finite batch is redone here. ``deep``: the
-        samples have more than 8 bits, which the automatic CPU bf16 would not keep (see ``net_for``)."""
+        to read later (reading it waits for the GPU); otherwise a non-finite batch is redone here. ``bits``: the
+        samples' depth, which picks the network (``net_for``)."""
         x = x.to(self.device, non_blocking=True)
         h, w = x.shape[-2:]
+        net, dtype = self.net_for(bits)
         finite = None
         while True:
             try:
-                out = self._tiled(x, check_tiles, deep)
-                if self.net_for(16 if deep else 8)[1] != torch.float32 and not check_tiles:
+                out = self._tiled(x, net, dtype, check_tiles)
+                if dtype != torch.float32 and not check_tiles:
                     finite = torch.isfinite(out).all()
                     if not defer_check and not finite:
                         # fp16 overflow somewhere (NaN/inf survive the blending): redo this batch checking each
                         # tile. Checking once per batch keeps the fast path free of a GPU sync per tile.
-                        out, finite = self._tiled(x, True, deep), None
+                        out, finite = self._tiled(x, net, dtype, True), None
                 break
             except torch.OutOfMemoryError:
                 # Retry the frame with smaller tiles rather than fail: free memory varies during a run.
@@ -159,8 +160,7 @@ class Upscaler:
             return self._fp32(), torch.float32
         return self.net, self.dtype
 
-    def _tiled(self, x: torch.Tensor, check_tiles: bool = False, deep: bool = False) -> torch.Tensor:
-        net, dtype = self.net_for(16 if deep else 8)
+    def _tiled(self, x: torch.Tensor, net: torch.nn.Module, dtype: torch.dtype, check_tiles: bool) -> torch.Tensor:
         with stage(self.timer, "stitch", exclude="model"):
             return upscale_tiled(functools.partial(self._run_tile, net, dtype, check_tiles), x, self.scale,
                                  self.tile, self.tile_overlap, batch_tiles=self.device.type == "cuda")
@@ -177,8 +177,10 @@ class Upscaler:
 
     def _fp32(self) -> torch.nn.Module:
         if self._fp32_net is None:
-            master = self._fp32_master if self._fp32_master is not None else copy.deepcopy(self._eager)
-            self._fp32_net = master.to(self.device, torch.float32).eval().to(memory_format=torch.channels_last)
+            # An fp32 Upscaler's own eager net is already the fp32 model.
+            master = self._fp32_master
+            self._fp32_net = self._eager if master is None else \
+                master.to(self.device, torch.float32).eval().to(memory_format=torch.channels_last)
         return self._fp32_net
 
     # -- frames: host arrays through the device --------------------------------------------------------------
@@ -194,7 +196,7 @@ class Upscaler:
         """
         if len(frames) == 0:
             raise UpscalerError("no frames to upscale")
-        deep = frames.dtype.itemsize > 1
+        bits = 8 * frames.dtype.itemsize  # 16 for deeper samples: all net_for needs to know
         jobs: list[tuple[np.ndarray, torch.Tensor | None, PendingDownload | np.ndarray]] = []
 
         def device_rgb(chunk: np.ndarray) -> torch.Tensor:
@@ -207,7 +209,7 @@ class Upscaler:
                 with stage(self.timer, "to_tensor"):
                     chunk = as_torch_ready(np.ascontiguousarray(frames[i : i + self.batch_size]))
                     rgb = device_rgb(chunk)
-                y, finite = self._upscale(rgb, defer_check=True, deep=deep)
+                y, finite = self._upscale(rgb, defer_check=True, bits=bits)
                 with stage(self.timer, "from_tensor"):
                     out = from_rgb(y)
                     if self._transfer is not None:  # the overflow flag rides with the frames: no sync here
@@ -226,7 +228,7 @@ class Upscaler:
                         host, ok = pending, None if finite is None else bool(finite)
                     if ok is False:
                         with torch.inference_mode():  # fp16 overflow: redo the batch, checking each tile
-                            redo = self._upscale(device_rgb(chunk), check_tiles=True, deep=deep)[0]
+                            redo = self._upscale(device_rgb(chunk), check_tiles=True, bits=bits)[0]
                             host = from_rgb(redo).cpu().numpy()
                 outs.append(host.view(np.uint16) if host.dtype == np.int16 else host)
             return outs[0] if len(outs) == 1 else np.concatenate(outs)

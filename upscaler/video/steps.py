@@ -54,17 +54,16 @@ class RgbStep:
     cropped = False  # the Writer crops RGB frames itself
 
     def __init__(self, frame_fn: FrameFn, submit: FrameSubmit | None = None) -> None:
-        self.frame_fn = frame_fn
-        self.frame_submit = submit
+        def at_once(frames: np.ndarray) -> Callable[[], np.ndarray]:
+            out = frame_fn(frames)
+            return lambda: out
+
+        self.frame_submit = submit or at_once
         self.shape: tuple[int, ...] | None = None
 
     def submit(self, batch: Batch) -> Pending:
         assert batch.frames is not None
-        if self.frame_submit is None:
-            done = self.frame_fn(batch.frames)
-            fetch: Callable[[], np.ndarray] = lambda: done  # noqa: E731
-        else:
-            fetch = self.frame_submit(batch.frames)
+        fetch = self.frame_submit(batch.frames)
 
         def result() -> Upscaled:
             out = fetch()
