@@ -22,6 +22,7 @@ from .data import (
     Degradation,
     HRFolderDataset,
     PairedFolderDataset,
+    PatchStoreDataset,
     RealESRGANDegradation,
     VideoCodecDegradation,
     sample_video_frames,
@@ -117,6 +118,11 @@ def build_degradation(cfg: TrainConfig) -> Degradation:
 
 
 def build_dataset(cfg: TrainConfig, world_size: int, log: Log) -> Dataset:
+    if cfg.pairs_dirs:
+        store = PatchStoreDataset(cfg.pairs_dirs, cfg.patch_size, cfg.scale, seed=cfg.seed,
+                                  patches_per_image=cfg.patches_per_image)
+        log(f"{len(store.lr)} stored patch pairs from {store.shards} shards")
+        return store
     if cfg.lr_dir is not None and cfg.hr_dir is not None:
         dataset: PairedFolderDataset | HRFolderDataset = PairedFolderDataset(
             cfg.lr_dir, cfg.hr_dir, cfg.patch_size, cfg.scale, seed=cfg.seed, patches_per_image=cfg.patches_per_image)

@@ -43,6 +43,8 @@ def _fail(message: str, code: int = 1) -> None:
 @click.option("--hr-dir", type=_DIR, default=None, help="Paired HR folder, same file names as --lr-dir.")
 @click.option("--videos", type=click.Path(exists=True, path_type=Path), default=None,
               help="Your own footage (a file or folder): sampled frames, Real-ESRGAN + codec degradation.")
+@click.option("--pairs", "pairs_dirs", multiple=True, type=_DIR,
+              help="Pre-degraded patch store from python -m train.make_pairs (repeatable).")
 @click.option("--degradation", type=click.Choice(["bicubic", "realesrgan"]), default=None)
 @click.option("--video-codec-prob", type=float, default=None, help="Chance an LR patch is H.264 re-encoded.")
 @click.option("--patch-size", type=int, default=None, help="HR crop side in pixels.")
@@ -58,7 +60,8 @@ def _fail(message: str, code: int = 1) -> None:
 @click.option("--discriminator", type=click.Choice(DISCRIMINATORS), default=None)
 @click.option("--ema-decay", type=float, default=None, help="0 = export the raw generator.")
 @click.option("--grad-clip", type=float, default=None, help="Max gradient norm; 0 = off.")
-@click.option("--amp", type=click.Choice(["bf16", "fp16", "off"]), default=None, help="Autocast on CUDA.")
+@click.option("--amp", type=click.Choice(["bf16", "fp16", "off"]), default=None,
+              help="Autocast: on CUDA; on a CPU bf16 where AMX makes it fast.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
 @click.option("--seed", type=int, default=None)
 @click.option("--val", "val_dir", type=_DIR, default=None, help="Bench folder (HR images) for PSNR-Y/SSIM.")
@@ -92,6 +95,7 @@ def _config(config_path: Path | None, settings: tuple[str, ...], flags: dict[str
     if flags.get("scale") is not None:
         flags["scale"] = int(flags["scale"])
     flags["hr_dirs"] = list(flags["hr_dirs"]) or None
+    flags["pairs_dirs"] = list(flags["pairs_dirs"]) or None
     overrides |= {k: v for k, v in flags.items() if v is not None}
     if config_path is None and overrides.get("resume"):
         # ``--resume --out RUN`` alone continues RUN with the config it was started with.

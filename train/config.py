@@ -72,6 +72,7 @@ class TrainConfig:
     lr_dir: Path | None = None
     hr_dir: Path | None = None
     videos: Path | None = None  # a video file or a folder of them; frames sampled with sample_video_frames
+    pairs_dirs: list[Path] = field(default_factory=list)  # pre-degraded patch stores (python -m train.make_pairs)
     video_frames_per_video: int = 50
     video_min_interval_s: float = 1.0
     degradation: str | None = None  # bicubic | realesrgan
@@ -112,7 +113,7 @@ class TrainConfig:
     warmup_steps: int = 0  # linear warm-up before either schedule
     grad_clip: float = 0.0  # max grad norm for G and D; 0 = off
     ema_decay: float = 0.999  # EMA of G (exported and validated); 0 = export the raw G
-    amp: str = "bf16"  # autocast on CUDA (bf16 | fp16 with GradScaler | off); always off on CPU
+    amp: str = "bf16"  # autocast (bf16 | fp16 with GradScaler | off); on a CPU bf16 only where it is fast (AMX)
     device: str = "auto"
     seed: int = 0
     deterministic: bool = False  # deterministic CUDA kernels (slower)
@@ -182,6 +183,8 @@ class TrainConfig:
             raise ValueError("paired data needs both lr_dir and hr_dir")
         if self.lr_dir is not None and (self.hr_dirs or self.videos):
             raise ValueError("paired folders (lr_dir/hr_dir) cannot be combined with hr_dirs or videos")
+        if self.pairs_dirs and (self.lr_dir is not None or self.hr_dirs or self.videos):
+            raise ValueError("pairs_dirs (a patch store) cannot be combined with other training data")
         if self.fine_tune is not None and self.pretrained is not None:
             raise ValueError("give fine_tune or pretrained, not both")
         if sorted(self.lr_milestones) != self.lr_milestones:
@@ -189,9 +192,9 @@ class TrainConfig:
 
     def require_data(self) -> None:
         """Raise unless some training data is configured (checked when a run starts, not on construction)."""
-        if not (self.hr_dirs or self.lr_dir or self.videos):
-            raise ValueError("no training data: give --hr DIR, --lr-dir/--hr-dir, or --videos PATH "
-                             "(or hr_dirs / lr_dir + hr_dir / videos in the config)")
+        if not (self.hr_dirs or self.lr_dir or self.videos or self.pairs_dirs):
+            raise ValueError("no training data: give --hr DIR, --lr-dir/--hr-dir, --videos PATH or --pairs DIR "
+                             "(or hr_dirs / lr_dir + hr_dir / videos / pairs_dirs in the config)")
 
     @property
     def milestones(self) -> list[int]:

@@ -10,6 +10,7 @@ from .degradations import (
     VideoCodecDegradation,
 )
 from .kernels import KernelSampler
+from .pair_store import PatchStoreDataset
 from .video_frames import sample_frames_from_video, sample_video_frames
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "HRFolderDataset",
     "KernelSampler",
     "PairedFolderDataset",
+    "PatchStoreDataset",
     "RealESRGANDegradation",
     "VideoCodecDegradation",
     "infinite_batches",

@@ -1,0 +1,203 @@
+"""Generate the real-footage training patches once: ``python -m train.make_pairs --scale 4 --out DIR``.
+
+Each clip is a short run of consecutive HR frames (a window of a training video, or a still panned and zoomed
+by ``pan_clip``), degraded by ``ClipDegradation`` (second-order blur/resize/noise/JPEG, then H.264 over the
+whole clip); a few of its predicted (non-first) frames are cut into aligned (LR, HR) patches. HR sources are
+downscaled first (``--hr-downscale``, antialiased): it removes the sources' own JPEG blocks and compression
+noise, which a model would otherwise learn as detail. Clip ``i`` depends only on (seed, i), so the store is
+reproducible, and shards that exist are skipped, so an interrupted run continues where it stopped.
+
+    python -m train.make_pairs --scale 4 --clips 10000 --out ~/data/upscaler-real-x4 --workers 2
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import click
+import numpy as np
+import torch
+
+from upscaler.resize import bicubic_downscale
+
+from .data.clip_degradation import ClipDegradation, pan_clip
+from .data.images import list_images, load_rgb
+from .data.pair_store import shard_name, write_shard
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# The training share of the shared data: BSDS500 (no overlap with the Set5/Set14/BSD100 benchmarks) and the first
+# half of the anime demo clip (its second half is benchmark data; see train/realbench).
+DEFAULT_IMAGES = (SHARED / "images/train/bsds500_train", SHARED / "images/train/bsds500_test")
+DEFAULT_VIDEOS = (f"{SHARED / 'clips/onepiece_demo.mp4'}:0:90",)
+MAX_WINDOW = 256  # HR clip side cap: bigger windows cost codec time and give no more patches per frame
+
+
+def downscale(img: np.ndarray, factor: int) -> np.ndarray:
+    """Antialiased bicubic ÷factor (cropped to a multiple of it), uint8 in and out."""
+    if factor == 1:
+        return img
+    h, w = img.shape[0] // factor * factor, img.shape[1] // factor * factor
+    x = torch.from_numpy(np.ascontiguousarray(img[:h, :w])).permute(2, 0, 1)[None].float() / 255
+    y = bicubic_downscale(x, factor)[0].permute(1, 2, 0).numpy()
+    return (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def parse_video(spec: str) -> tuple[Path, int, int | None]:
+    """``FILE[:START:END]``: frames START (inclusive) to END (exclusive) of FILE."""
+    parts = spec.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return Path(parts[0]), int(parts[1]), int(parts[2])
+    return Path(spec), 0, None
+
+
+def read_frames(path: Path, start: int, end: int | None) -> list[np.ndarray]:
+    frames = []
+    with av.open(str(path)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if end is not None and i >= end:
+                break
+            if i >= start:
+                frames.append(f.to_ndarray(format="rgb24"))
+    return frames
+
+
+@dataclass
+class Sources:
+    stills: list[np.ndarray]
+    videos: list[list[np.ndarray]]  # each a run of consecutive frames
+    video_share: float
+
+
+def load_sources(images: list[Path], videos: list[str], hr_downscale: int, video_share: float) -> Sources:
+    stills = [downscale(load_rgb(p), hr_downscale) for p in list_images(images)] if images else []
+    runs = [[downscale(f, hr_downscale) for f in read_frames(*parse_video(v))] for v in videos]
+    runs = [r for r in runs if r]
+    if not stills and not runs:
+        raise click.UsageError("no HR sources: give --images and/or --video")
+    return Sources(stills, runs, video_share if runs else 0.0)
+
+
+def _window(h: int, w: int, margin: int, step: int) -> tuple[int, int]:
+    return min(MAX_WINDOW, (h - margin) // step * step), min(MAX_WINDOW, (w - margin) // step * step)
+
+
+def make_clip(src: Sources, frames: int, scale: int, patch: int, rng: np.random.Generator) -> np.ndarray:
+    """One HR clip (frames,H,W,3), H and W multiples of 2 × scale and at least ``patch``."""
+    step = 2 * scale
+    if src.stills and (not src.videos or rng.random() >= src.video_share):
+        for _ in range(100):
+            img = src.stills[int(rng.integers(len(src.stills)))]
+            h, w = _window(*img.shape[:2], margin=16, step=step)
+            if min(h, w) >= patch:
+                return pan_clip(img, frames, h, w, rng)
+        raise ValueError(f"no training image is big enough for {patch} px patches after downscaling")
+    run = src.videos[int(rng.integers(len(src.videos)))]
+    first = int(rng.integers(max(1, len(run) - frames + 1)))
+    clip = np.stack(run[first : first + frames])
+    if len(clip) < frames:  # a run shorter than a clip: hold its last frame
+        clip = np.concatenate([clip, np.repeat(clip[-1:], frames - len(clip), 0)])
+    h, w = _window(*clip.shape[1:3], margin=0, step=step)
+    y = int(rng.integers(clip.shape[1] - h + 1)) // 2 * 2
+    x = int(rng.integers(clip.shape[2] - w + 1)) // 2 * 2
+    return clip[:, y : y + h, x : x + w]
+
+
+@dataclass(frozen=True)
+class Job:
+    out: Path
+    shard: int
+    clips_per_shard: int
+    seed: int
+    scale: int
+    patch: int
+    frames: int
+    keep_frames: int
+    patches_per_frame: int
+
+
+_SOURCES: Sources | None = None
+
+
+def _init_worker(src: Sources) -> None:
+    global _SOURCES
+    _SOURCES = src
+    torch.set_num_threads(1)
+
+
+def run_shard(job: Job) -> int:
+    assert _SOURCES is not None
+    path = job.out / shard_name(job.shard)
+    if path.exists():
+        return 0
+    degrade = ClipDegradation(scale=job.scale)
+    s, lp = job.scale, job.patch // job.scale
+    lrs, hrs, records = [], [], []
+    for i in range(job.shard * job.clips_per_shard, (job.shard + 1) * job.clips_per_shard):
+        rng = np.random.default_rng([job.seed, i])
+        hr = make_clip(_SOURCES, job.frames, s, job.patch, rng)
+        lr, record = degrade(hr, rng)
+        # Never the first frame: it is the codec's intra frame, and most of a video is predicted frames.
+        for t in rng.choice(np.arange(1, job.frames), size=job.keep_frames, replace=False):
+            for _ in range(job.patches_per_frame):
+                y = int(rng.integers(lr.shape[1] - lp + 1))
+                x = int(rng.integers(lr.shape[2] - lp + 1))
+                lrs.append(lr[t, y : y + lp, x : x + lp])
+                hrs.append(hr[t, y * s : (y + lp) * s, x * s : (x + lp) * s])
+                records.append({"clip": i, "frame": int(t), **record})
+    meta = {"scale": job.scale, "patch_size": job.patch, "seed": job.seed, "patches": records}
+    write_shard(path, np.stack(lrs), np.stack(hrs), meta)
+    return len(lrs)
+
+
+@click.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the shards (outside the repo: a store is gigabytes).")
+@click.option("--scale", type=click.Choice(["2", "4"]), default="4", show_default=True)
+@click.option("--patch-size", type=int, default=None, help="HR patch side (default 128 for x4, 96 for x2).")
+@click.option("--clips", type=int, default=10000, show_default=True, help="Clips to degrade.")
+@click.option("--images", "image_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="HR still folders (default: shared BSDS500 train + test).")
+@click.option("--video", "videos", multiple=True, help="FILE[:START:END] training video frames (repeatable; "
+              "default: the first half of shared/clips/onepiece_demo.mp4).")
+@click.option("--hr-downscale", type=int, default=2, show_default=True, help="Antialiased HR downscale first.")
+@click.option("--video-share", type=float, default=0.15, show_default=True, help="Share of clips cut from video.")
+@click.option("--frames", type=int, default=8, show_default=True, help="Frames per degraded clip.")
+@click.option("--keep-frames", type=int, default=2, show_default=True, help="Frames of each clip cut into patches.")
+@click.option("--patches-per-frame", type=int, default=2, show_default=True)
+@click.option("--clips-per-shard", type=int, default=250, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes.")
+def main(out: Path, scale: str, patch_size: int | None, clips: int, image_dirs: tuple[Path, ...],
+         videos: tuple[str, ...], hr_downscale: int, video_share: float, frames: int, keep_frames: int,
+         patches_per_frame: int, clips_per_shard: int, seed: int, workers: int) -> None:
+    """Degrade short HR clips into a store of (LR, HR) training patches."""
+    s = int(scale)
+    patch = patch_size or (128 if s == 4 else 96)
+    if patch % s:
+        raise click.UsageError(f"--patch-size {patch} is not a multiple of the scale {s}")
+    if not 1 <= keep_frames < frames:
+        raise click.UsageError("--keep-frames must be at least 1 and below --frames (the first frame is skipped)")
+    images = list(image_dirs) if image_dirs else [d for d in DEFAULT_IMAGES if d.is_dir()]
+    video_specs = list(videos) if videos else [v for v in DEFAULT_VIDEOS if parse_video(v)[0].is_file()]
+    src = load_sources(images, video_specs, hr_downscale, video_share)
+    out.mkdir(parents=True, exist_ok=True)
+    shards = -(-clips // clips_per_shard)
+    jobs = [Job(out, k, clips_per_shard, seed, s, patch, frames, keep_frames, patches_per_frame)
+            for k in range(shards)]
+    click.echo(f"{len(src.stills)} stills, {sum(map(len, src.videos))} video frames; {shards} shards of "
+               f"{clips_per_shard} clips into {out}")
+    t0, done = time.perf_counter(), 0
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(src,)) as pool:
+        for n, made in enumerate(pool.imap_unordered(run_shard, jobs), 1):
+            done += made
+            rate = n / (time.perf_counter() - t0)
+            click.echo(f"shard {n}/{shards}: {done} new patches, {(shards - n) / rate / 60:.1f} min left")
+
+
+if __name__ == "__main__":
+    main()
