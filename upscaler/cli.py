@@ -58,6 +58,11 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("-m", "--model", default="default", show_default=True,
                      help="Shipped or known model name (see `upscale models`), or a .safetensors/.pth file."),
+        click.option("--strength", type=click.FloatRange(0, 1), default=None,
+                     help="Blend the model's weights with a second model's (network interpolation), once at "
+                     "load: 1 = the model (GAN), 0 = its PSNR partner (see `upscale models`) or --blend."),
+        click.option("--blend", default=None, metavar="MODEL",
+                     help="The model at --strength 0 (a name or file of the same architecture); needs --strength."),
         click.option("-s", "--scale", type=click.Choice(["2", "4"]), default=None,
                      help="Pick the shipped model of this scale (default x4)."),
         click.option("--outscale", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -100,10 +105,12 @@ def encode_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _make_upscaler(model: str, scale: str | None, outscale: float | None, device: str, precision: str,
                    tile: int | None, tile_overlap: int, batch_size: int | None, compile_: bool = False,
-                   colour_convert: str = "auto"):  # noqa: ANN202
+                   colour_convert: str = "auto", blend: str | None = None,
+                   strength: float | None = None):  # noqa: ANN202
     from .engine import Upscaler
 
-    return Upscaler(model, scale=int(scale) if scale else None, device=device, precision=precision,  # type: ignore[arg-type]
+    return Upscaler(model, blend=blend, strength=strength, scale=int(scale) if scale else None,
+                    device=device, precision=precision,  # type: ignore[arg-type]
                     tile=tile, tile_overlap=tile_overlap, outscale=outscale, batch_size=batch_size,
                     compile=compile_, colour_convert=colour_convert)  # type: ignore[arg-type]
 
@@ -242,14 +249,20 @@ def models() -> None:
 
     table = Table(title="Models (use with --model NAME, or give any .safetensors/.pth file)")
     for column in ("name", "scale", "arch", "where", "description"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "name")  # a name is typed back in: never cut it
+
+    def about(entry: zoo.ModelEntry) -> str:
+        partner = f"\n[b]--strength[/b] partner: {entry.blend_partner}" if entry.blend_partner else ""
+        return escape(entry.description) + partner
+
     for entry in zoo.SHIPPED:
-        table.add_row(entry.name, f"x{entry.scale}", entry.arch, "shipped", entry.description)
+        table.add_row(entry.name, f"x{entry.scale}", entry.arch, "shipped", about(entry))
     for entry in zoo.DOWNLOADABLE:
         cached = (zoo.cache_dir() / entry.url.rsplit("/", 1)[-1]).exists() if entry.url else False
-        table.add_row(entry.name, f"x{entry.scale}", entry.arch, "cached" if cached else "download",
-                      entry.description)
+        table.add_row(entry.name, f"x{entry.scale}", entry.arch, "cached" if cached else "download", about(entry))
     Console().print(table)
+    Console().print("--strength S blends a model's weights with its partner's (network interpolation, once "
+                    "at load): 1 = the model, 0 = the partner; --blend FILE names the partner for any model.")
     Console().print("Loadable architectures: RRDBNet (ESRGAN / Real-ESRGAN, incl. old ESRGAN keys), "
                     "SRVGGNetCompact, SRResNet / MSRResNet (SRGAN).")
 

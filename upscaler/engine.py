@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from . import zoo
+from .blend import blend_summary, load_blended
 from .cpu_memory import keep_freed_memory
 from .errors import ModelLoadError, UpscalerError
-from .model_loading import LoadedModel, load_model
+from .model_loading import LoadedModel
 from .resize import bicubic_resize
 from .samples import as_torch_ready, to_float, to_samples
 from .stages import StageTimer, stage
@@ -54,6 +54,8 @@ class Upscaler:
         self,
         model: str | os.PathLike[str] | LoadedModel | None = "default",
         *,
+        blend: str | os.PathLike[str] | LoadedModel | None = None,
+        strength: float | None = None,
         scale: int | None = None,
         device: str = "auto",
         precision: Precision = "auto",
@@ -64,7 +66,9 @@ class Upscaler:
         compile: bool = False,
         colour_convert: ColourConvert = "auto",
     ) -> None:
-        self.loaded = model if isinstance(model, LoadedModel) else load_model(zoo.resolve(model, scale))
+        # With a strength, ``model`` is blended with ``blend`` (or its zoo partner) here, once, in fp32, before
+        # the precision cast below: one network, at one network's cost (see blend.py).
+        self.loaded = load_blended(model, blend=blend, strength=strength, scale=scale)
         if scale is not None and model not in (None, "default") and scale != self.loaded.scale:
             raise ModelLoadError(f"{self.loaded.source}: is a x{self.loaded.scale} model, not x{scale} "
                                  "(use --outscale to resize its output)")
@@ -315,7 +319,8 @@ class Upscaler:
         return max(MIN_TILE, min(side // 8 * 8, 2048))
 
     def describe(self) -> str:
-        return (f"{self.loaded.arch} x{self.scale} ({Path(self.loaded.source).name}) on {self.device}"
+        what = blend_summary(self.loaded) or Path(self.loaded.source).name
+        return (f"{self.loaded.arch} x{self.scale} ({what}) on {self.device}"
                 f" {str(self.dtype).removeprefix('torch.')}{' (fp32 for >8-bit samples)' if self._auto_bf16 else ''},"
                 f" tile {self.tile or 'off'}")
 

@@ -18,13 +18,15 @@ class ModelEntry:
     description: str
     file: str | None = None  # shipped: a file in the ``upscaler.weights`` package
     url: str | None = None  # downloadable: fetched once into the cache folder
+    # The PSNR-oriented model `--strength` blends this (GAN) one with: strength 0 is the partner, 1 this model.
+    blend_partner: str | None = None
 
 
 SHIPPED = (
     ModelEntry("compact-x4", 4, "srvgg", "Compact SRVGG x4 (64 feat, 16 conv), GAN-trained by `upscale train`: "
-               "sharp texture; default", file="srvgg-x4-gan.safetensors"),
+               "sharp texture; default", file="srvgg-x4-gan.safetensors", blend_partner="compact-x4-psnr"),
     ModelEntry("compact-x2", 2, "srvgg", "Compact SRVGG x2 (64 feat, 16 conv), GAN-trained by `upscale train`: "
-               "sharp texture", file="srvgg-x2-gan.safetensors"),
+               "sharp texture", file="srvgg-x2-gan.safetensors", blend_partner="compact-x2-psnr"),
     ModelEntry("compact-x4-psnr", 4, "srvgg", "Compact SRVGG x4 (64 feat, 16 conv), L1-trained by `upscale train`: "
                "faithful, soft", file="srvgg-x4-psnr.safetensors"),
     ModelEntry("compact-x2-psnr", 2, "srvgg", "Compact SRVGG x2 (64 feat, 16 conv), L1-trained by `upscale train`: "
@@ -56,6 +58,28 @@ def cache_dir() -> Path:
 
 def find_entry(name: str) -> ModelEntry | None:
     return next((e for e in (*SHIPPED, *DOWNLOADABLE) if e.name == name), None)
+
+
+def entry_for(model: str | os.PathLike[str] | None, scale: int | None = None) -> ModelEntry | None:
+    """The zoo entry a ``--model`` value means: a name, ``None``/"default" (by scale), or the path of a shipped
+    or cached file (so ``weights/srvgg-x4-gan.safetensors`` still finds its blend partner)."""
+    if model is None or str(model) == "default":
+        return find_entry(DEFAULT_BY_SCALE.get(scale or 4, ""))
+    return find_entry(str(model)) or entry_for_path(model)
+
+
+def entry_for_path(path: str | os.PathLike[str]) -> ModelEntry | None:
+    """The shipped or cached model whose weights are the file at ``path``."""
+    try:
+        target = Path(path).resolve()
+    except (OSError, ValueError):
+        return None
+    return next((e for e in (*SHIPPED, *DOWNLOADABLE) if _entry_path(e).resolve() == target), None)
+
+
+def _entry_path(entry: ModelEntry) -> Path:
+    # Where the entry's weights are (or would be, once downloaded).
+    return shipped_path(entry) if entry.file else cache_dir() / (entry.url or "").rsplit("/", 1)[-1]
 
 
 def shipped_path(entry: ModelEntry) -> Path:
@@ -91,7 +115,7 @@ def resolve(model: str | os.PathLike[str] | None, scale: int | None = None) -> P
 
 def _download(entry: ModelEntry) -> Path:
     assert entry.url is not None
-    path = cache_dir() / entry.url.rsplit("/", 1)[-1]
+    path = _entry_path(entry)
     if path.exists():
         return path
     import torch.hub
