@@ -113,7 +113,8 @@ def _differing_params(a: LoadedModel, b: LoadedModel) -> tuple[str, str]:
     head_a, head_b = f"{a.arch} x{a.scale}", f"{b.arch} x{b.scale}"
     if a.arch != b.arch:
         return head_a, head_b
-    keys = [k for k in {**a.params, **b.params} if k != "upscale" and a.params.get(k) != b.params.get(k)]
+    # The scale is in the head already (SRVGG calls it upscale, RRDB scale).
+    keys = [k for k in {**a.params, **b.params} if k not in ("upscale", "scale") and a.params.get(k) != b.params.get(k)]
     if not keys:
         return head_a, head_b
 
