@@ -14,10 +14,13 @@ from click.testing import CliRunner
 from conftest import shared_path
 
 from train import make_pairs
+from train.builders import build_dataset
 from train.config import TrainConfig
 from train.data import DegradationRound, PatchStoreDataset
 from train.data.clip_degradation import ClipDegradation, h264_clip, pan_clip
+from train.data.clip_sources import ClipPatchDataset, read_frames
 from train.data.pair_store import read_meta
+from train.data.video_frames import sample_runs_from_video
 from train.loop import train
 from upscaler.engine import cpu_bf16_is_fast
 
@@ -33,7 +36,7 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def chaplin_lr() -> np.ndarray:
     """24 consecutive frames of the shared film clip, area-downscaled x4 to 160x88 (even sides for yuv420p)."""
-    frames = make_pairs.read_frames(shared_path("clips", "chaplin.mp4"), 0, 24)
+    frames = read_frames(shared_path("clips", "chaplin.mp4"), 0, 24)
     return np.stack([cv2.resize(f, (160, 90), interpolation=cv2.INTER_AREA)[:88] for f in frames])
 
 
@@ -172,3 +175,31 @@ def test_cpu_bf16_training_converges_like_fp32(store: Path, tmp_path: Path) -> N
     (b_first, b_last), (f_first, f_last) = losses["bf16"], losses["off"]
     assert b_last < b_first and f_last < f_first
     assert abs(b_last - f_last) < 0.1 * f_last, losses
+
+
+def test_video_runs_are_consecutive_frames(tmp_path: Path) -> None:
+    clip = shared_path("clips", "chaplin.mp4")
+    runs = sample_runs_from_video(clip, max_runs=3, frames=5, min_interval_s=1.0)
+    every = read_frames(clip, 0, 241)
+    assert len(runs) == 3 and all(r.shape == (5, 360, 640, 3) for r in runs)
+    for run in runs:  # each run is 5 frames in a row of the decoded clip
+        first = next(i for i, f in enumerate(every) if (f == run[0]).all())
+        assert all((every[first + k] == run[k]).all() for k in range(5))
+
+
+def test_videos_fine_tune_degrades_consecutive_frames_as_clips(tmp_path: Path) -> None:
+    cfg = TrainConfig(scale=2, num_feat=8, num_conv=2, videos=shared_path("clips", "realshort.mp4"), patch_size=48,
+                      batch_size=2, num_workers=0, steps=2, out_dir=tmp_path, checkpoint_every=1000,
+                      video_min_interval_s=0.3, clip_frames=4)
+    assert cfg.degradation == "realvideo"
+    lines: list[str] = []
+    train(cfg, log=lines.append)
+    assert any("runs of 4 consecutive frames" in line for line in lines), lines
+    ds = build_dataset(cfg, 1, lambda _: None)
+    assert isinstance(ds, ClipPatchDataset)
+    lr, hr = ds[3]
+    assert lr.shape == (3, 24, 24) and hr.shape == (3, 48, 48)
+    again = ds[3]
+    assert torch.equal(again[0], lr) and torch.equal(again[1], hr)  # seeded by (seed, index)
+    with pytest.raises(ValueError, match="multiple of 2 x scale"):
+        TrainConfig(scale=4, patch_size=100, videos=Path("x"))

@@ -250,7 +250,7 @@ def test_videos_fine_tune_from_the_cli(tmp_path: Path) -> None:
     loaded = load_model(weights)
     assert (loaded.arch, loaded.scale, loaded.params["num_feat"], loaded.params["num_conv"]) == ("srvgg", 2, 8, 2)
     cfg = TrainConfig.from_toml(out / "config.toml")
-    assert (cfg.degradation, cfg.video_codec_prob, cfg.videos) == ("realesrgan", 0.5, clip)
+    assert (cfg.degradation, cfg.video_codec_prob, cfg.videos) == ("realvideo", 0.0, clip)
     frame = np.full((24, 32, 3), 128, np.uint8)
     assert Upscaler(str(weights)).upscale_array(frame).shape == (48, 64, 3)
 

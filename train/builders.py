@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -27,6 +28,10 @@ from .data import (
     VideoCodecDegradation,
     sample_video_frames,
 )
+from .data.clip_degradation import ClipDegradation
+from .data.clip_sources import ClipPatchDataset, downscale
+from .data.images import list_images, load_rgb
+from .data.video_frames import sample_video_runs
 
 Log = Callable[[str], None]
 
@@ -123,6 +128,8 @@ def build_dataset(cfg: TrainConfig, world_size: int, log: Log) -> Dataset:
                                   patches_per_image=cfg.patches_per_image)
         log(f"{len(store.lr)} stored patch pairs from {store.shards} shards")
         return store
+    if cfg.degradation == "realvideo" and cfg.lr_dir is None:
+        return _clip_dataset(cfg, world_size, log)
     if cfg.lr_dir is not None and cfg.hr_dir is not None:
         dataset: PairedFolderDataset | HRFolderDataset = PairedFolderDataset(
             cfg.lr_dir, cfg.hr_dir, cfg.patch_size, cfg.scale, seed=cfg.seed, patches_per_image=cfg.patches_per_image)
@@ -144,4 +151,25 @@ def build_dataset(cfg: TrainConfig, world_size: int, log: Log) -> Dataset:
     # An epoch must hold at least one batch per rank (a handful of video frames may not).
     needed = math.ceil(cfg.batch_size * world_size / sources)
     dataset.patches_per_image = max(dataset.patches_per_image, needed)
+    return dataset
+
+
+def _clip_dataset(cfg: TrainConfig, world_size: int, log: Log) -> ClipPatchDataset:
+    """Stills panned into clips and runs of consecutive video frames, degraded as clips on the fly."""
+    stills = [downscale(load_rgb(p), cfg.hr_downscale) for p in list_images(cfg.hr_dirs)] if cfg.hr_dirs else []
+    runs = []
+    if cfg.videos is not None:
+        if not cfg.videos.exists():
+            raise ValueError(f"--videos {cfg.videos}: no such file or folder")
+        runs = [np.stack([downscale(f, cfg.hr_downscale) for f in run])
+                for run in sample_video_runs(cfg.videos, max_runs_per_video=cfg.video_frames_per_video,
+                                             frames=cfg.clip_frames, min_interval_s=cfg.video_min_interval_s)]
+        if not runs:
+            raise ValueError(f"{cfg.videos}: no usable frames (all unreadable, black or flat)")
+        log(f"{len(runs)} runs of {cfg.clip_frames} consecutive frames from {cfg.videos}")
+    dataset = ClipPatchDataset(stills, runs, patch_size=cfg.patch_size, scale=cfg.scale,
+                               degradation=ClipDegradation(scale=cfg.scale), frames=cfg.clip_frames,
+                               seed=cfg.seed, patches_per_image=cfg.patches_per_image)
+    dataset.patches_per_image = max(dataset.patches_per_image,
+                                    math.ceil(cfg.batch_size * world_size / len(dataset.sources)))
     return dataset

@@ -12,8 +12,9 @@ lr                  2e-4       1e-4
 lr_schedule         cosine     step
 =================== ========== ==========
 
-and ``degradation`` / ``video_codec_prob`` depend on the data: bicubic / 0 for image folders, realesrgan / 0.5
-when ``videos`` is given (real footage is blurred, noisy and compressed).
+and ``degradation`` depends on the data: bicubic for image folders, realvideo when ``videos`` is given (real
+footage is blurred, noisy and compressed: train/data/clip_degradation.py, H.264 over runs of consecutive frames).
+``video_codec_prob`` (a per-patch H.264 pass after bicubic or realesrgan) defaults to 0; realvideo has its own.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ STAGES = ("psnr", "gan")
 ARCHS = ("srvgg", "rrdb", "msrresnet", "srresnet")
 DISCRIMINATORS = ("vgg", "patchgan", "unet")
 GAN_LOSSES = ("vanilla", "lsgan", "wgan", "hinge", "softplus", "ragan")
-DEGRADATIONS = ("bicubic", "realesrgan")
+DEGRADATIONS = ("bicubic", "realesrgan", "realvideo")
 PIXEL_LOSSES = ("l1", "mse", "l2", "charbonnier")
 SCHEDULES = ("step", "cosine")
 AMP_MODES = ("bf16", "fp16", "off")
@@ -75,8 +76,10 @@ class TrainConfig:
     pairs_dirs: list[Path] = field(default_factory=list)  # pre-degraded patch stores (python -m train.make_pairs)
     video_frames_per_video: int = 50
     video_min_interval_s: float = 1.0
-    degradation: str | None = None  # bicubic | realesrgan
-    video_codec_prob: float | None = None  # chance an LR patch is re-encoded with H.264
+    degradation: str | None = None  # bicubic | realesrgan (per patch) | realvideo (per clip, H.264 included)
+    video_codec_prob: float | None = None  # bicubic/realesrgan: chance an LR patch is re-encoded with H.264
+    clip_frames: int = 6  # realvideo: frames per degraded clip (video runs are this long)
+    hr_downscale: int = 1  # realvideo: antialiased ÷N of HR images and frames first (removes their own artefacts)
     patch_size: int = 128  # HR crop side; a multiple of scale
     patches_per_image: int = 1
     batch_size: int = 16  # per process
@@ -136,8 +139,8 @@ class TrainConfig:
             "adversarial_weight": 5e-3 if gan else 0.0,
             "lr": 1e-4 if gan else 2e-4,
             "lr_schedule": "step" if gan else "cosine",
-            "degradation": "realesrgan" if self.videos else "bicubic",
-            "video_codec_prob": 0.5 if self.videos else 0.0,
+            "degradation": "realvideo" if self.videos else "bicubic",
+            "video_codec_prob": 0.0,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -155,6 +158,7 @@ class TrainConfig:
                 raise ValueError(f"{name} = {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         positive = ("scale", "patch_size", "batch_size", "patches_per_image", "steps", "log_every",
                     "checkpoint_every", "val_every", "num_feat", "d_num_feat", "d_layers", "video_frames_per_video",
+                    "hr_downscale",
                     "lr", "d_lr", "lr_gamma")
         for name in positive:
             if not getattr(self, name) > 0:
@@ -174,6 +178,12 @@ class TrainConfig:
             raise ValueError(f"betas = {list(self.betas)}: each must be in [0, 1)")
         if self.patch_size % self.scale:
             raise ValueError(f"patch_size {self.patch_size} is not a multiple of scale {self.scale}")
+        if self.degradation == "realvideo":
+            if self.patch_size % (2 * self.scale):
+                raise ValueError(f"patch_size {self.patch_size}: realvideo needs a multiple of 2 x scale "
+                                 f"({2 * self.scale}) so the LR clip has even sides for H.264")
+            if self.clip_frames < 2:
+                raise ValueError(f"clip_frames = {self.clip_frames}: must be at least 2")
         weights = (self.pixel_weight, self.perceptual_weight, self.adversarial_weight, self.tv_weight, self.grid_weight)
         if sum(weights) == 0:
             raise ValueError("every generator loss weight is 0: nothing to train")

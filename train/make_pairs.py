@@ -17,14 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import click
 import numpy as np
 import torch
 
-from upscaler.resize import bicubic_downscale
-
-from .data.clip_degradation import ClipDegradation, pan_clip
+from .data.clip_degradation import ClipDegradation
+from .data.clip_sources import clip_from_run, clip_from_still, downscale, parse_video, read_frames
 from .data.images import list_images, load_rgb
 from .data.pair_store import shard_name, write_shard
 
@@ -36,74 +34,32 @@ DEFAULT_VIDEOS = (f"{SHARED / 'clips/onepiece_demo.mp4'}:0:90",)
 MAX_WINDOW = 256  # HR clip side cap: bigger windows cost codec time and give no more patches per frame
 
 
-def downscale(img: np.ndarray, factor: int) -> np.ndarray:
-    """Antialiased bicubic ÷factor (cropped to a multiple of it), uint8 in and out."""
-    if factor == 1:
-        return img
-    h, w = img.shape[0] // factor * factor, img.shape[1] // factor * factor
-    x = torch.from_numpy(np.ascontiguousarray(img[:h, :w])).permute(2, 0, 1)[None].float() / 255
-    y = bicubic_downscale(x, factor)[0].permute(1, 2, 0).numpy()
-    return (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def parse_video(spec: str) -> tuple[Path, int, int | None]:
-    """``FILE[:START:END]``: frames START (inclusive) to END (exclusive) of FILE."""
-    parts = spec.rsplit(":", 2)
-    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-        return Path(parts[0]), int(parts[1]), int(parts[2])
-    return Path(spec), 0, None
-
-
-def read_frames(path: Path, start: int, end: int | None) -> list[np.ndarray]:
-    frames = []
-    with av.open(str(path)) as c:
-        for i, f in enumerate(c.decode(video=0)):
-            if end is not None and i >= end:
-                break
-            if i >= start:
-                frames.append(f.to_ndarray(format="rgb24"))
-    return frames
-
-
 @dataclass
 class Sources:
     stills: list[np.ndarray]
-    videos: list[list[np.ndarray]]  # each a run of consecutive frames
+    videos: list[np.ndarray]  # each a run of consecutive frames (T,H,W,3)
     video_share: float
 
 
 def load_sources(images: list[Path], videos: list[str], hr_downscale: int, video_share: float) -> Sources:
     stills = [downscale(load_rgb(p), hr_downscale) for p in list_images(images)] if images else []
-    runs = [[downscale(f, hr_downscale) for f in read_frames(*parse_video(v))] for v in videos]
-    runs = [r for r in runs if r]
+    runs = [np.stack([downscale(f, hr_downscale) for f in frames])
+            for frames in (read_frames(*parse_video(v)) for v in videos) if frames]
     if not stills and not runs:
         raise click.UsageError("no HR sources: give --images and/or --video")
     return Sources(stills, runs, video_share if runs else 0.0)
 
 
-def _window(h: int, w: int, margin: int, step: int) -> tuple[int, int]:
-    return min(MAX_WINDOW, (h - margin) // step * step), min(MAX_WINDOW, (w - margin) // step * step)
-
-
 def make_clip(src: Sources, frames: int, scale: int, patch: int, rng: np.random.Generator) -> np.ndarray:
     """One HR clip (frames,H,W,3), H and W multiples of 2 × scale and at least ``patch``."""
-    step = 2 * scale
     if src.stills and (not src.videos or rng.random() >= src.video_share):
         for _ in range(100):
-            img = src.stills[int(rng.integers(len(src.stills)))]
-            h, w = _window(*img.shape[:2], margin=16, step=step)
-            if min(h, w) >= patch:
-                return pan_clip(img, frames, h, w, rng)
+            clip = clip_from_still(src.stills[int(rng.integers(len(src.stills)))], frames, scale, patch,
+                                   MAX_WINDOW, rng)
+            if clip is not None:
+                return clip
         raise ValueError(f"no training image is big enough for {patch} px patches after downscaling")
-    run = src.videos[int(rng.integers(len(src.videos)))]
-    first = int(rng.integers(max(1, len(run) - frames + 1)))
-    clip = np.stack(run[first : first + frames])
-    if len(clip) < frames:  # a run shorter than a clip: hold its last frame
-        clip = np.concatenate([clip, np.repeat(clip[-1:], frames - len(clip), 0)])
-    h, w = _window(*clip.shape[1:3], margin=0, step=step)
-    y = int(rng.integers(clip.shape[1] - h + 1)) // 2 * 2
-    x = int(rng.integers(clip.shape[2] - w + 1)) // 2 * 2
-    return clip[:, y : y + h, x : x + w]
+    return clip_from_run(src.videos[int(rng.integers(len(src.videos)))], frames, scale, MAX_WINDOW, rng)
 
 
 @dataclass(frozen=True)

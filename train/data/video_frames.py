@@ -151,3 +151,63 @@ def sample_video_frames(
         except (av.FFmpegError, ValueError) as exc:
             warnings.warn(f"skipping {path}: {exc}", stacklevel=2)
     return frames
+
+
+def sample_runs_from_video(
+    path: Path,
+    *,
+    max_runs: int = 50,
+    frames: int = 6,
+    min_interval_s: float = 1.0,
+    min_std: float = 8.0,
+    min_mean: float = 12.0,
+    seek_gap_s: float = 5.0,
+) -> list[np.ndarray]:
+    """Up to ``max_runs`` runs of ``frames`` consecutive uint8 RGB frames, (frames,H,W,3) each, starting at evenly
+    spaced times at least ``min_interval_s`` apart: what the clip degradation needs, so a codec predicts between
+    real consecutive frames. Runs whose middle frame is black or flat are dropped (see ``sample_frames_from_video``)."""
+    runs: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        start, duration = _span(path, container, stream)
+        fit = math.floor(duration / min_interval_s) if min_interval_s > 0 else max_runs
+        n = max(1, min(max_runs, fit))
+        step = duration / n
+        decoder = container.decode(stream)
+        pos = start
+        for k in range(n):
+            t = start + step * k
+            if t - pos > seek_gap_s:
+                with suppress(av.FFmpegError):
+                    container.seek(int(t / stream.time_base), stream=stream, backward=True)
+                    decoder = container.decode(stream)
+            run: list[np.ndarray] = []
+            for f in decoder:
+                if f.time is None or f.time < t - 1e-3:
+                    continue
+                run.append(f.to_ndarray(format="rgb24"))
+                pos = f.time
+                if len(run) == frames:
+                    break
+            if len(run) < frames:
+                break
+            thumb = _thumb(run[len(run) // 2])
+            if thumb.mean() >= min_mean and thumb.std() >= min_std:
+                runs.append(np.stack(run))
+    return runs
+
+
+def sample_video_runs(videos_dir: Path, *, max_runs_per_video: int = 50, frames: int = 6,
+                      min_interval_s: float = 1.0) -> list[np.ndarray]:
+    """Runs of consecutive frames from every video under ``videos_dir`` (see ``sample_runs_from_video``); a file
+    PyAV cannot read is skipped with a warning."""
+    runs: list[np.ndarray] = []
+    for path in list_videos(videos_dir):
+        try:
+            runs += sample_runs_from_video(path, max_runs=max_runs_per_video, frames=frames,
+                                           min_interval_s=min_interval_s)
+        except (av.FFmpegError, ValueError) as exc:
+            warnings.warn(f"skipping {path}: {exc}", stacklevel=2)
+    return runs
