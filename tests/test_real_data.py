@@ -74,8 +74,8 @@ def _no_noise(rnd: DegradationRound) -> DegradationRound:
 
 def test_clip_parameters_are_drawn_once_per_clip_and_noise_per_frame(chaplin_lr: np.ndarray) -> None:
     hr = np.repeat(chaplin_lr[:1, :80, :80], 4, axis=0)  # a static 80x80 "HR" clip -> 20x20 LR at x4
-    silent = ClipDegradation(scale=4, simple_prob=0.0, codec_prob=0.0)
-    quiet = ClipDegradation(scale=4, simple_prob=0.0, codec_prob=0.0, first=_no_noise(silent.first),
+    silent = ClipDegradation(scale=4, clean_prob=0.0, simple_prob=0.0, codec_prob=0.0)
+    quiet = ClipDegradation(scale=4, clean_prob=0.0, simple_prob=0.0, codec_prob=0.0, first=_no_noise(silent.first),
                             second=_no_noise(silent.second))
     for seed in range(6):
         lr, record = quiet(hr, np.random.default_rng(seed))
@@ -89,7 +89,8 @@ def test_clip_parameters_are_drawn_once_per_clip_and_noise_per_frame(chaplin_lr:
 
 def test_clip_degradation_codec_record_and_size_checks(chaplin_lr: np.ndarray) -> None:
     hr = np.stack([cv2.resize(f, (128, 64), interpolation=cv2.INTER_CUBIC) for f in chaplin_lr[:6]])
-    lr, record = ClipDegradation(scale=4, codec_prob=1.0, crf_range=(30, 30))(hr, np.random.default_rng(0))
+    lr, record = ClipDegradation(scale=4, clean_prob=0.0, codec_prob=1.0, crf_range=(30, 30))(
+        hr, np.random.default_rng(0))
     assert lr.shape == (6, 16, 32, 3) and record["crf"] == 30 and record["steps"][-1].startswith("h264 crf 30")
     with pytest.raises(ValueError, match="multiples of 2 x scale"):
         ClipDegradation(scale=4)(hr[:, :60], np.random.default_rng(0))
@@ -203,3 +204,10 @@ def test_videos_fine_tune_degrades_consecutive_frames_as_clips(tmp_path: Path) -
     assert torch.equal(again[0], lr) and torch.equal(again[1], hr)  # seeded by (seed, index)
     with pytest.raises(ValueError, match="multiple of 2 x scale"):
         TrainConfig(scale=4, patch_size=100, videos=Path("x"))
+
+
+def test_codec_round_trip_keeps_the_brightness(chaplin_lr: np.ndarray) -> None:
+    # swscale's yuv420p -> rgb24 darkens textured frames by about a code value; the training LR must not, or a
+    # model learns to brighten everything.
+    out = h264_clip(chaplin_lr, 18).astype(np.float64)
+    assert np.abs((out - chaplin_lr).reshape(-1, 3).mean(axis=0)).max() < 0.3

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from upscaler.resize import bicubic_downscale
+from upscaler.yuv import yuv_to_rgb
+from upscaler.yuv_layout import YuvLayout
 
 from .kernels import KernelSampler, random_sinc
 
@@ -251,7 +253,20 @@ def encode_decode_h264(frames: list[np.ndarray], crf: int, preset: str = "veryfa
     out.sort(key=lambda d: d.pts)
     if len(out) != len(frames):
         raise RuntimeError(f"H.264 round trip returned {len(out)} frames for {len(frames)}")
-    return [d.to_ndarray(format="rgb24") for d in out]
+    return [_yuv420p_to_rgb(d.to_ndarray()) for d in out]
+
+
+_BT601 = 6  # AVCOL_SPC_SMPTE170M: what swscale assumes for an untagged stream like this one, both ways
+
+
+def _yuv420p_to_rgb(planes: np.ndarray) -> np.ndarray:
+    """A decoded yuv420p frame ((3H/2, W) uint8) to RGB with upscaler.yuv, not swscale: swscale's yuv420p → rgb24
+    darkens textured frames by about one code value on average (flat colours come back exact), and a model
+    trained on that would learn to brighten everything."""
+    h, w = planes.shape[0] * 2 // 3, planes.shape[1]
+    layout = YuvLayout("yuv420p", w, h, (1, 1), 8, _BT601, False)
+    rgb = yuv_to_rgb(torch.from_numpy(np.ascontiguousarray(planes)).reshape(1, -1), layout)[0]
+    return (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 @dataclass(frozen=True)
