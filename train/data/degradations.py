@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from upscaler.resize import bicubic_downscale
-from upscaler.yuv import yuv_to_rgb
+from upscaler.yuv import rgb_to_yuv, yuv_to_rgb
 from upscaler.yuv_layout import YuvLayout
 
 from .kernels import KernelSampler, random_sinc
@@ -245,7 +245,7 @@ def encode_decode_h264(frames: list[np.ndarray], crf: int, preset: str = "veryfa
     dec.thread_count = 1
     packets = []
     for i, f in enumerate(frames):
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
+        vf = av.VideoFrame.from_ndarray(_rgb_to_yuv420p(f), format="yuv420p")
         vf.pts = i
         packets += enc.encode(vf)
     packets += enc.encode(None)
@@ -259,13 +259,24 @@ def encode_decode_h264(frames: list[np.ndarray], crf: int, preset: str = "veryfa
 _BT601 = 6  # AVCOL_SPC_SMPTE170M: what swscale assumes for an untagged stream like this one, both ways
 
 
+def _layout(w: int, h: int) -> YuvLayout:
+    return YuvLayout("yuv420p", w, h, (1, 1), 8, _BT601, False)
+
+
+def _rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (H,W,3) to yuv420p planes ((3H/2, W) uint8) with upscaler.yuv, the inverse of the decode below."""
+    h, w = rgb.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
+    return rgb_to_yuv(x, _layout(w, h))[0].numpy().reshape(h * 3 // 2, w)
+
+
 def _yuv420p_to_rgb(planes: np.ndarray) -> np.ndarray:
     """A decoded yuv420p frame ((3H/2, W) uint8) to RGB with upscaler.yuv, not swscale: swscale's yuv420p → rgb24
-    darkens textured frames by about one code value on average (flat colours come back exact), and a model
-    trained on that would learn to brighten everything."""
+    darkens textured frames by about one code value on average (flat colours come back exact), and its rgb24 →
+    yuv420p does not quite invert our decode (blue came back +0.9 on average), so both directions are ours and a
+    model does not learn a colour cast the codec did not cause."""
     h, w = planes.shape[0] * 2 // 3, planes.shape[1]
-    layout = YuvLayout("yuv420p", w, h, (1, 1), 8, _BT601, False)
-    rgb = yuv_to_rgb(torch.from_numpy(np.ascontiguousarray(planes)).reshape(1, -1), layout)[0]
+    rgb = yuv_to_rgb(torch.from_numpy(np.ascontiguousarray(planes)).reshape(1, -1), _layout(w, h))[0]
     return (rgb.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
