@@ -201,7 +201,10 @@ def test_videos_fine_tune_degrades_consecutive_frames_as_clips(tmp_path: Path) -
     lr, hr = ds[3]
     assert lr.shape == (3, 24, 24) and hr.shape == (3, 48, 48)
     again = ds[3]
-    assert torch.equal(again[0], lr) and torch.equal(again[1], hr)  # seeded by (seed, index)
+    # Seeded by (seed, index): the same crop, flip and degradation. x264 is not always bit-exact on frames this
+    # small (see encode_decode_h264), so the LR is compared with a tolerance.
+    assert torch.equal(again[1], hr)
+    assert 10 * torch.log10(1 / torch.mean((again[0] - lr) ** 2).clamp_min(1e-12)) > 35
     with pytest.raises(ValueError, match="multiple of 2 x scale"):
         TrainConfig(scale=4, patch_size=100, videos=Path("x"))
 

@@ -240,7 +240,10 @@ def encode_decode_h264(frames: list[np.ndarray], crf: int, preset: str = "veryfa
     enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
     enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25)
     enc.options = {"crf": str(crf), "preset": preset}
-    enc.thread_count = 1  # DataLoader workers already use the cores; this also keeps output deterministic
+    # DataLoader workers already use the cores. The output is then almost always the same for the same input, but
+    # not always: on some tiny frames (e.g. 24x24 noise at veryfast) x264 gives one of two encodings, whether the
+    # frame came from swscale or from upscaler.yuv.
+    enc.thread_count = 1
     dec = av.CodecContext.create("h264", "r")
     dec.thread_count = 1
     packets = []
