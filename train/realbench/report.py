@@ -36,7 +36,10 @@ def _label(name: str) -> str:
 
 
 def print_tables(result: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a pipe or a file: rich would squeeze the columns into 80
+            console = Console(width=140)
     for cond in result["conditions"]:
         table = Table(title=f"{cond}: x{result['scale']}{', quick subset' if result['quick'] else ''}")
         table.add_column("model")
