@@ -73,6 +73,7 @@ class Job:
     frames: int
     keep_frames: int
     patches_per_frame: int
+    mix: tuple[float, float, float]  # clean, simple, codec probabilities of ClipDegradation
 
 
 _SOURCES: Sources | None = None
@@ -89,7 +90,8 @@ def run_shard(job: Job) -> int:
     path = job.out / shard_name(job.shard)
     if path.exists():
         return 0
-    degrade = ClipDegradation(scale=job.scale)
+    clean, simple, codec = job.mix
+    degrade = ClipDegradation(scale=job.scale, clean_prob=clean, simple_prob=simple, codec_prob=codec)
     s, lp = job.scale, job.patch // job.scale
     lrs, hrs, records = [], [], []
     for i in range(job.shard * job.clips_per_shard, (job.shard + 1) * job.clips_per_shard):
@@ -104,7 +106,7 @@ def run_shard(job: Job) -> int:
                 lrs.append(lr[t, y : y + lp, x : x + lp])
                 hrs.append(hr[t, y * s : (y + lp) * s, x * s : (x + lp) * s])
                 records.append({"clip": i, "frame": int(t), **record})
-    meta = {"scale": job.scale, "patch_size": job.patch, "seed": job.seed, "patches": records}
+    meta = {"scale": job.scale, "patch_size": job.patch, "seed": job.seed, "mix": list(job.mix), "patches": records}
     write_shard(path, np.stack(lrs), np.stack(hrs), meta)
     return len(lrs)
 
@@ -125,11 +127,18 @@ def run_shard(job: Job) -> int:
 @click.option("--keep-frames", type=int, default=2, show_default=True, help="Frames of each clip cut into patches.")
 @click.option("--patches-per-frame", type=int, default=2, show_default=True)
 @click.option("--clips-per-shard", type=int, default=250, show_default=True)
+@click.option("--clean-prob", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Share of clips only downscaled (no noise, JPEG or codec).")
+@click.option("--simple-prob", type=click.FloatRange(0, 1), default=0.4, show_default=True,
+              help="Share downscaled with light noise/JPEG; the rest get the second-order pipeline.")
+@click.option("--codec-prob", type=click.FloatRange(0, 1), default=0.85, show_default=True,
+              help="Chance a non-clean clip is H.264-encoded (CRF 18-38).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes.")
 def main(out: Path, scale: str, patch_size: int | None, clips: int, image_dirs: tuple[Path, ...],
          videos: tuple[str, ...], hr_downscale: int, video_share: float, frames: int, keep_frames: int,
-         patches_per_frame: int, clips_per_shard: int, seed: int, workers: int) -> None:
+         patches_per_frame: int, clean_prob: float, simple_prob: float, codec_prob: float, clips_per_shard: int,
+         seed: int, workers: int) -> None:
     """Degrade short HR clips into a store of (LR, HR) training patches."""
     s = int(scale)
     patch = patch_size or (128 if s == 4 else 96)
@@ -142,7 +151,10 @@ def main(out: Path, scale: str, patch_size: int | None, clips: int, image_dirs: 
     src = load_sources(images, video_specs, hr_downscale, video_share)
     out.mkdir(parents=True, exist_ok=True)
     shards = -(-clips // clips_per_shard)
-    jobs = [Job(out, k, clips_per_shard, seed, s, patch, frames, keep_frames, patches_per_frame)
+    if clean_prob + simple_prob > 1:
+        raise click.UsageError("--clean-prob + --simple-prob must not exceed 1")
+    mix = (clean_prob, simple_prob, codec_prob)
+    jobs = [Job(out, k, clips_per_shard, seed, s, patch, frames, keep_frames, patches_per_frame, mix)
             for k in range(shards)]
     click.echo(f"{len(src.stills)} stills, {sum(map(len, src.videos))} video frames; {shards} shards of "
                f"{clips_per_shard} clips into {out}")
