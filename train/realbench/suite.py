@@ -102,7 +102,8 @@ def evaluate_source(src: Source, rows: list[Row], scale: int, conditions: tuple[
                 if row.name == "bicubic":
                     bicubic_energy[cond.name] = energy
                 rec["gain"] = gain_from_energy(energy, bicubic_energy[cond.name])
-            result[row.name][cond.name] = rec
+            # NaN (no trusted flow pixels, no bicubic damage) is not JSON: it becomes a blank cell.
+            result[row.name][cond.name] = {k: v if v is None or np.isfinite(v) else None for k, v in rec.items()}
             if crop_sink is not None:
                 panel = crop_sink.setdefault(cond.name, {"lr": lrs[cond.name][crop_frame], "hr": src.hr[crop_frame]})
                 panel[row.name] = out[crop_frame]
