@@ -161,6 +161,7 @@ def test_quick_suite_end_to_end_through_the_cli(tmp_path: Path) -> None:
     res = CliRunner().invoke(evaluate, ["--suite", "real", "--quick", "--model", weights, "--json", str(out),
                                         "--device", "cpu", "--save-crops", str(tmp_path / "crops")])
     assert res.exit_code == 0, res.output
+    assert torch.is_grad_enabled()  # the in-process run left autograd as it found it
     result = json.loads(out.read_text())
     assert [r["name"] for r in result["rows"]] == ["bicubic", weights]
     assert result["conditions"] == [c.name for c in CONDITIONS]

@@ -81,7 +81,13 @@ def _real(models: tuple[str, ...], scale: int, quick: bool, clips: tuple[str, ..
 def main(models: tuple[str, ...], folders: tuple[Path, ...], suite: str | None, scale: int, quick: bool,
          clips: tuple[str, ...], images: bool, json_path: Path | None, crops: Path | None, markdown: bool,
          device: str) -> None:
-    torch.set_grad_enabled(False)
+    with torch.no_grad():  # not set_grad_enabled(False): main also runs inside other processes (tests)
+        _main(models, folders, suite, scale, quick, clips, images, json_path, crops, markdown, device)
+
+
+def _main(models: tuple[str, ...], folders: tuple[Path, ...], suite: str | None, scale: int, quick: bool,
+          clips: tuple[str, ...], images: bool, json_path: Path | None, crops: Path | None, markdown: bool,
+          device: str) -> None:
     if suite == "real":
         if folders:
             raise click.UsageError("--bench and --suite are separate modes")

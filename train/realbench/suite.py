@@ -133,7 +133,6 @@ def run_suite(models: list[str], scale: int, sources: Iterable[Source], *, devic
               log: Callable[[str], None] = print, quick: bool = False) -> dict:
     """The whole benchmark as one JSON-able dict (see ``report.py`` for the tables)."""
     start = time.perf_counter()
-    torch.set_grad_enabled(False)
     rows = [bicubic_row(scale)] + [model_row(m, scale, device) for m in models]
     per_source: dict = {row.name: {c.name: {} for c in conditions} for row in rows}
     listed = []
@@ -141,7 +140,8 @@ def run_suite(models: list[str], scale: int, sources: Iterable[Source], *, devic
     for src in sources:
         t0 = time.perf_counter()
         sink: dict | None = {} if book is not None and book.wants(src) else None
-        result = evaluate_source(src, rows, scale, conditions, sink)
+        with torch.no_grad():  # scoped: the CLI also runs inside other processes (tests)
+            result = evaluate_source(src, rows, scale, conditions, sink)
         for row, by_cond in result.items():
             for cond, rec in by_cond.items():
                 per_source[row][cond][src.name] = rec
