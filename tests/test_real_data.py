@@ -21,7 +21,9 @@ from train.data.clip_degradation import ClipDegradation, h264_clip, pan_clip
 from train.data.clip_sources import ClipPatchDataset, read_frames
 from train.data.pair_store import read_meta
 from train.data.video_frames import sample_runs_from_video
+from train.export import export_checkpoint
 from train.loop import train
+from upscaler import load_model
 from upscaler.engine import cpu_bf16_is_fast
 
 
@@ -154,9 +156,13 @@ def test_training_from_a_store_lowers_the_loss(store: Path, tmp_path: Path) -> N
     cfg = TrainConfig(scale=2, num_feat=16, num_conv=2, pairs_dirs=[store], patch_size=48, batch_size=4,
                       num_workers=0, steps=30, lr=2e-3, warmup_steps=1, out_dir=tmp_path, checkpoint_every=1000,
                       log_every=15)
-    train(cfg, log=lambda _: None)
+    result = train(cfg, log=lambda _: None)
     rows = [r.split(",") for r in (tmp_path / "metrics.csv").read_text().splitlines()]
     assert float(rows[2][1]) < float(rows[1][1]), rows
+    # The final checkpoint exports to the weights the run shipped (what train.export does mid-run).
+    assert export_checkpoint(tmp_path, tmp_path / "mid.safetensors") == 30
+    shipped, mid = load_model(result.weights).module.state_dict(), load_model(tmp_path / "mid.safetensors")
+    assert all(torch.equal(shipped[k], v) for k, v in mid.module.state_dict().items())
     with pytest.raises(ValueError, match="cannot be combined"):
         TrainConfig(pairs_dirs=[store], hr_dirs=[store])
 
