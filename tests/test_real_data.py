@@ -207,10 +207,7 @@ def test_videos_fine_tune_degrades_consecutive_frames_as_clips(tmp_path: Path) -
     lr, hr = ds[3]
     assert lr.shape == (3, 24, 24) and hr.shape == (3, 48, 48)
     again = ds[3]
-    # Seeded by (seed, index): the same crop, flip and degradation. x264 is not always bit-exact on frames this
-    # small (see encode_decode_h264), so the LR is compared with a tolerance.
-    assert torch.equal(again[1], hr)
-    assert 10 * torch.log10(1 / torch.mean((again[0] - lr) ** 2).clamp_min(1e-12)) > 35
+    assert torch.equal(again[0], lr) and torch.equal(again[1], hr)  # seeded by (seed, index)
     with pytest.raises(ValueError, match="multiple of 2 x scale"):
         TrainConfig(scale=4, patch_size=100, videos=Path("x"))
 
@@ -220,3 +217,10 @@ def test_codec_round_trip_keeps_the_brightness(chaplin_lr: np.ndarray) -> None:
     # model learns to brighten everything.
     out = h264_clip(chaplin_lr, 18).astype(np.float64)
     assert np.abs((out - chaplin_lr).reshape(-1, 3).mean(axis=0)).max() < 0.3
+
+
+def test_codec_stage_is_repeatable_on_tiny_frames() -> None:
+    # 24x24 noise at veryfast gave one of two encodings from one call to the next before deterministic_heap.
+    x = (np.random.default_rng(0).random((4, 24, 24, 3)) * 255).astype(np.uint8)
+    first = h264_clip(x, 30, "veryfast")
+    assert all((h264_clip(x, 30, "veryfast") == first).all() for _ in range(8))

@@ -11,10 +11,23 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_PERTURB = -6
+_MMAP_MAX_DEFAULT = 65536
 _done = False
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return None
 
 
 def keep_freed_memory() -> bool:
@@ -22,12 +35,30 @@ def keep_freed_memory() -> bool:
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
     _done = bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30)) and bool(mallopt(_M_MMAP_MAX, 0))
     return _done
+
+
+@contextmanager
+def deterministic_heap() -> Iterator[None]:
+    """Inside, every heap block glibc hands out is filled with one fixed byte (M_PERTURB), all from the heap
+    (M_MMAP_MAX 0: mmap'd blocks would come zeroed instead). A no-op off glibc.
+
+    libx264 through PyAV reads some memory it never wrote: the same frames, options and threads=1 gave
+    different streams from one call to the next on some content (fire_vfr, Set14 comic, 24x24 noise: 2-4
+    variants in 5 calls), and always the same one with the heap filled like this."""
+    mallopt = _mallopt()
+    if mallopt is None:
+        yield
+        return
+    mallopt(_M_PERTURB, 0x5A)
+    mallopt(_M_MMAP_MAX, 0)
+    try:
+        yield
+    finally:
+        mallopt(_M_PERTURB, 0)
+        if not _done:  # leave keep_freed_memory()'s setting on
+            mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)

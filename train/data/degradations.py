@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from upscaler.cpu_memory import deterministic_heap
 from upscaler.resize import bicubic_downscale
 from upscaler.yuv import rgb_to_yuv, yuv_to_rgb
 from upscaler.yuv_layout import YuvLayout
@@ -240,18 +241,16 @@ def encode_decode_h264(frames: list[np.ndarray], crf: int, preset: str = "veryfa
     enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
     enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25)
     enc.options = {"crf": str(crf), "preset": preset}
-    # DataLoader workers already use the cores. The output is then almost always the same for the same input, but
-    # not always: on some tiny frames (e.g. 24x24 noise at veryfast) x264 gives one of two encodings, whether the
-    # frame came from swscale or from upscaler.yuv.
-    enc.thread_count = 1
+    enc.thread_count = 1  # DataLoader workers already use the cores
     dec = av.CodecContext.create("h264", "r")
     dec.thread_count = 1
     packets = []
-    for i, f in enumerate(frames):
-        vf = av.VideoFrame.from_ndarray(_rgb_to_yuv420p(f), format="yuv420p")
-        vf.pts = i
-        packets += enc.encode(vf)
-    packets += enc.encode(None)
+    with deterministic_heap():  # x264 reads memory it never wrote; see deterministic_heap
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(_rgb_to_yuv420p(f), format="yuv420p")
+            vf.pts = i
+            packets += enc.encode(vf)
+        packets += enc.encode(None)
     out = [d for p in packets for d in dec.decode(p)] + list(dec.decode(None))
     out.sort(key=lambda d: d.pts)
     if len(out) != len(frames):

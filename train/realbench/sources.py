@@ -8,13 +8,9 @@ sub-pixel pan, so the H.264 conditions see inter-frame prediction as they would 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import sys
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +19,6 @@ import cv2
 import numpy as np
 import torch
 
-from upscaler import cpu_memory
 from upscaler.resize import bicubic_downscale
 
 from ..data.degradations import add_gaussian_noise, encode_decode_h264, jpeg_compress, to_uint8
@@ -177,44 +172,13 @@ def source_seed(name: str, condition: str) -> int:
     return zlib.crc32(f"{name}|{condition}".encode())
 
 
-_M_PERTURB, _M_MMAP_MAX, _MMAP_MAX_DEFAULT = -6, -4, 65536
-
-
-@contextmanager
-def deterministic_heap() -> Iterator[None]:
-    """While x264 encodes, hand out every heap block filled with one fixed byte (glibc M_PERTURB), all from the
-    heap (M_MMAP_MAX 0; mmap'd blocks would come zeroed instead).
-
-    libx264 through PyAV reads some memory it never wrote: the same frames, same options and threads=1 gave
-    different streams from one call to the next on some content (fire_vfr, Set14 comic at x4: 2-4 variants
-    in 5 calls), and always the same one with the heap filled like this. A no-op off glibc."""
-    mallopt = None
-    if sys.platform.startswith("linux"):
-        try:
-            mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-        except (OSError, AttributeError):
-            mallopt = None
-    if mallopt is None:
-        yield
-        return
-    mallopt(_M_PERTURB, 0x5A)
-    mallopt(_M_MMAP_MAX, 0)
-    try:
-        yield
-    finally:
-        mallopt(_M_PERTURB, 0)
-        if not getattr(cpu_memory, "_done", False):  # leave keep_freed_memory()'s setting on
-            mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
-
-
 def degrade(lr: np.ndarray, condition: Condition, seed: int) -> np.ndarray:
     """Apply one condition to the whole LR stream (T,h,w,3) uint8 → uint8; deterministic for a seed."""
     if condition.kind == "clean":
         return lr
     if condition.kind == "h264":
         # The whole stream in one encode with libx264's own GOP and B-frame defaults, so P/B frames occur.
-        with deterministic_heap():
-            return np.stack(encode_decode_h264(list(lr), int(condition.level), H264_PRESET))
+        return np.stack(encode_decode_h264(list(lr), int(condition.level), H264_PRESET))
     if condition.kind == "jpeg":
         return np.stack([to_uint8(jpeg_compress(f, int(condition.level))) for f in lr])
     if condition.kind == "noise":
