@@ -20,7 +20,7 @@ from upscaler.image_io import Image, read_image, write_image
 from upscaler.resize import bicubic_downscale
 
 WEIGHTS = REPO / "weights"
-GAN, PSNR = WEIGHTS / "srvgg-x4-gan.safetensors", WEIGHTS / "srvgg-x4-psnr.safetensors"
+GAN, PSNR = WEIGHTS / "srvgg-x4-real-gan.safetensors", WEIGHTS / "srvgg-x4-real-psnr.safetensors"
 
 
 def _up(model: object = "default", **kw: object) -> Upscaler:
@@ -238,4 +238,5 @@ def test_models_lists_the_strength_partners() -> None:
     assert code == 0
     # Each shipped GAN model names its PSNR partner; the partners themselves have none.
     assert "--strength partner: compact-x4-psnr" in out and "--strength partner: compact-x2-psnr" in out
-    assert out.count("--strength partner:") == 2 and "--blend FILE" in out
+    assert "--strength partner: compact-x4-clean-psnr" in out
+    assert out.count("--strength partner:") == 3 and "--blend FILE" in out
