@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("UPSCALER_SHARED", REPO.parent / "shared"))
@@ -28,3 +30,13 @@ def shared() -> Path:
 def clips() -> Path:
     """shared/clips: the short real video clips (see shared/README.md), or a skip."""
     return shared_path("clips")
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread: two intra-op threads on two cores that another process keeps busy thrash badly
+    (~40x slower here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,13 +29,7 @@ from upscaler.metrics import rgb_to_y, ssim
 RELU22 = {"relu2_2": 1.0}  # a shallow VGG layer keeps the GAN-stage tests fast
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Two intra-op threads on two cores that another process keeps busy thrash badly (~40x slower here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(tmp: Path, **kw: object) -> TrainConfig:

@@ -54,6 +54,20 @@ def _span(
     return start, end - start
 
 
+def _spread_times(path: Path, container: av.container.InputContainer, max_count: int, min_interval_s: float,
+                  offset: float) -> tuple[av.video.stream.VideoStream, float, list[float]]:
+    """The first video stream, its start, and up to ``max_count`` times evenly spread over its duration, at least
+    ``min_interval_s`` apart, each ``offset`` of a slot into its slot."""
+    if not container.streams.video:
+        raise ValueError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    start, duration = _span(path, container, stream)
+    fit = math.floor(duration / min_interval_s) if min_interval_s > 0 else max_count
+    n = max(1, min(max_count, fit))
+    step = duration / n
+    return stream, start, [start + step * (k + offset) for k in range(n)]
+
+
 def _frames_at(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, start: float,
     times: list[float], seek_gap_s: float,
@@ -104,14 +118,8 @@ def sample_frames_from_video(
     kept: list[np.ndarray] = []
     thumbs: list[np.ndarray] = []
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        start, duration = _span(path, container, stream)
-        fit = math.floor(duration / min_interval_s) if min_interval_s > 0 else max_frames
-        n = max(1, min(max_frames, fit))
-        step = duration / n
-        times = [start + step * (k + 0.5) for k in range(n)]  # mid-slot: avoids fade-in/out at the ends
+        # Mid-slot times: they avoid fade-in/out at the ends.
+        stream, start, times = _spread_times(path, container, max_frames, min_interval_s, offset=0.5)
         for frame in _frames_at(container, stream, start, times, seek_gap_s):
             rgb = frame.to_ndarray(format="rgb24")
             thumb = _thumb(rgb)
@@ -168,17 +176,10 @@ def sample_runs_from_video(
     real consecutive frames. Runs whose middle frame is black or flat are dropped (see ``sample_frames_from_video``)."""
     runs: list[np.ndarray] = []
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        start, duration = _span(path, container, stream)
-        fit = math.floor(duration / min_interval_s) if min_interval_s > 0 else max_runs
-        n = max(1, min(max_runs, fit))
-        step = duration / n
+        stream, start, times = _spread_times(path, container, max_runs, min_interval_s, offset=0.0)
         decoder = container.decode(stream)
         pos = start
-        for k in range(n):
-            t = start + step * k
+        for t in times:
             if t - pos > seek_gap_s:
                 with suppress(av.FFmpegError):
                     container.seek(int(t / stream.time_base), stream=stream, backward=True)
