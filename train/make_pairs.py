@@ -25,8 +25,9 @@ from .data.clip_degradation import ClipDegradation
 from .data.clip_sources import clip_from_run, clip_from_still, downscale, parse_video, read_frames
 from .data.images import list_images, load_rgb
 from .data.pair_store import shard_name, write_shard
+from .realbench.sources import shared_dir
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = shared_dir()
 # The training share of the shared data: BSDS500 (no overlap with the Set5/Set14/BSD100 benchmarks) and the first
 # half of the anime demo clip (its second half is benchmark data; see train/realbench).
 DEFAULT_IMAGES = (SHARED / "images/train/bsds500_train", SHARED / "images/train/bsds500_test")
