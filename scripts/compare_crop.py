@@ -18,7 +18,7 @@ import torch
 
 from train.data.images import load_rgb
 from train.validate import make_lr
-from upscaler.model_loading import load_model
+from upscaler.models.loading import load_model
 from upscaler.resize import bicubic_resize
 
 

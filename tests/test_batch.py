@@ -13,8 +13,8 @@ from rich.console import Console
 from upscaler.batch import BatchReport, find_media, print_summary, run_batch
 from upscaler.errors import MediaError
 from upscaler.fileio import atomic_output
-from upscaler.image_io import read_image
-from upscaler.image_upscale import upscale_image_file
+from upscaler.image.io import read_image
+from upscaler.image.upscale import upscale_image_file
 
 
 def nearest2(batch: np.ndarray) -> np.ndarray:

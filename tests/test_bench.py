@@ -17,7 +17,7 @@ from test_video import make_clip
 from upscaler import Upscaler
 from upscaler.bench import BenchConfig, cpu_ceiling, prepare_clip, read_frames, run_bench, usable_cores
 from upscaler.cli import main
-from upscaler.stages import STAGES, StageTimer, stage
+from upscaler.device.stages import STAGES, StageTimer, stage
 from upscaler.tiling import upscale_tiled
 
 SAMPLE = REPO / "samples" / "bbb_320x180.mp4"
@@ -165,7 +165,7 @@ def test_overflowing_tile_is_redone_in_fp32() -> None:
 
 
 def test_keep_freed_memory_is_idempotent() -> None:
-    from upscaler.cpu_memory import keep_freed_memory
+    from upscaler.device.cpu_memory import keep_freed_memory
 
     first = keep_freed_memory()
     assert keep_freed_memory() == first  # glibc Linux: True both times; elsewhere a quiet False
@@ -174,7 +174,7 @@ def test_keep_freed_memory_is_idempotent() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_transfer_round_trip_and_tiled_frames() -> None:
-    from upscaler.transfer import HostTransfer
+    from upscaler.device.transfer import HostTransfer
 
     transfer = HostTransfer(torch.device("cuda"))
     for dtype in (np.uint8, np.uint16):

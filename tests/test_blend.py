@@ -14,9 +14,9 @@ from conftest import REPO, shared_path
 
 from upscaler import ModelLoadError, Upscaler, UpscalerError, load_model, save_model
 from upscaler.archs import RRDBNet, SRResNet, SRVGGNetCompact
-from upscaler.blend import blend_models, check_compatible
 from upscaler.cli import main
-from upscaler.image_io import Image, read_image, write_image
+from upscaler.image.io import Image, read_image, write_image
+from upscaler.models.blend import blend_models, check_compatible
 from upscaler.resize import bicubic_downscale
 
 WEIGHTS = REPO / "weights"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import REPO, shared_path
 
 from upscaler.cli import main
-from upscaler.image_io import read_image
+from upscaler.image.io import read_image
 
 SAMPLE = REPO / "samples" / "bbb_320x180.mp4"
 

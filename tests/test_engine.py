@@ -10,10 +10,10 @@ from conftest import shared_path
 
 from upscaler import Upscaler, UpscalerError
 from upscaler.engine import cpu_bf16_is_fast
-from upscaler.image_io import read_image
+from upscaler.image.io import read_image
 from upscaler.metrics import grid_score, psnr_y
+from upscaler.models.zoo import SHIPPED
 from upscaler.resize import bicubic_downscale, bicubic_resize
-from upscaler.zoo import SHIPPED
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps
 
 from upscaler.errors import MediaError
-from upscaler.image_io import IMAGE_EXTENSIONS, Image, read_image, write_image
-from upscaler.image_upscale import upscale_image_array, upscale_image_file
+from upscaler.image.io import IMAGE_EXTENSIONS, Image, read_image, write_image
+from upscaler.image.upscale import upscale_image_array, upscale_image_file
 
 
 def bench_image(shared: Path, name: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from conftest import shared_path
 
-from upscaler.image_io import read_image
+from upscaler.image.io import read_image
 from upscaler.metrics import grid_score
 
 

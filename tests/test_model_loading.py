@@ -17,7 +17,7 @@ from torch import nn
 
 from upscaler.archs import MSRResNet, RRDBNet, SRResNet, SRVGGNetCompact
 from upscaler.errors import ModelLoadError
-from upscaler.model_loading import LoadedModel, load_model, save_model
+from upscaler.models.loading import LoadedModel, load_model, save_model
 
 
 def randomize_(module: nn.Module) -> nn.Module:

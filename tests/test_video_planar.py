@@ -21,8 +21,8 @@ from test_video import FAST, audio_span, make_clip, tags_of, video_pts, x2
 from upscaler import Upscaler
 from upscaler.bench import prepare_clip
 from upscaler.video import EncodeOptions, VideoWarning, upscale_video
-from upscaler.yuv import rgb_to_yuv, yuv_to_rgb
-from upscaler.yuv_layout import YuvLayout
+from upscaler.video.yuv import rgb_to_yuv, yuv_to_rgb
+from upscaler.video.yuv_layout import YuvLayout
 
 SAMPLE = REPO / "samples" / "bbb_320x180.mp4"
 LOSSLESS = EncodeOptions(codec="ffv1")

@@ -11,11 +11,11 @@ import torch
 from av.video.reformatter import ColorRange
 from conftest import REPO, shared_path
 
-from upscaler.image_io import read_image
+from upscaler.image.io import read_image
 from upscaler.video.colour import DECODE_INTERPOLATION, ENCODE_INTERPOLATION, ColourTags
 from upscaler.video.planes import layout_for, pack, unpack
-from upscaler.yuv import rgb_to_yuv, yuv_to_rgb
-from upscaler.yuv_layout import YuvLayout
+from upscaler.video.yuv import rgb_to_yuv, yuv_to_rgb
+from upscaler.video.yuv_layout import YuvLayout
 
 SAMPLE = REPO / "samples" / "bbb_320x180.mp4"
 BT601, BT709, BT2020 = 6, 1, 9

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from upscaler.archs import by_name
 from upscaler.archs.srvgg import SRVGGNetCompact
-from upscaler.model_loading import load_model
+from upscaler.models.loading import load_model
 
 from .archs import PatchGANDiscriminator, UNetDiscriminatorSN, VGGStyleDiscriminator
 from .config import TrainConfig

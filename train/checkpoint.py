@@ -53,7 +53,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def export_weights(model: nn.Module, path: Path, config: dict[str, Any], **extra: str) -> None:
     """Write the generator as ``.safetensors`` with arch/scale/params metadata and the training config (JSON),
     which ``upscaler.load_model`` (so ``upscale video --model``) reads directly."""
-    from upscaler.model_loading import save_model
+    from upscaler.models.loading import save_model
 
     metadata = {"config": json.dumps(config), "trained_with": "upscaler train", **extra}
     save_model(model, path, extra_metadata=metadata)

@@ -13,13 +13,13 @@ from .errors import MediaError, ModelLoadError, UpscalerError
 
 if TYPE_CHECKING:
     from .engine import Upscaler
-    from .model_loading import LoadedModel, load_model, save_model
+    from .models.loading import LoadedModel, load_model, save_model
     from .video import EncodeOptions
 
 # torch and PyAV load on first use, not on `import upscaler`: the CLI starts fast, and a Ctrl-C during
 # that load happens inside the CLI's error handling instead of printing a traceback.
-_LAZY = {"Upscaler": "engine", "LoadedModel": "model_loading", "load_model": "model_loading",
-         "save_model": "model_loading", "EncodeOptions": "video"}
+_LAZY = {"Upscaler": "engine", "LoadedModel": "models.loading", "load_model": "models.loading",
+         "save_model": "models.loading", "EncodeOptions": "video"}
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import MediaError
-from .image_io import IMAGE_EXTENSIONS
+from .image.io import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
     {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv",

@@ -27,14 +27,14 @@ import cv2
 import numpy as np
 import torch
 
+from .device.memwatch import MemoryWatch, peak_rss_bytes
+from .device.stages import STAGES, StageTimer
 from .engine import Upscaler
 from .errors import UpscalerError
-from .memwatch import MemoryWatch, peak_rss_bytes
 from .metrics import psnr_y
 from .resize import bicubic_downscale, bicubic_resize
-from .stages import STAGES, StageTimer
 from .video import EncodeOptions, probe_video, upscale_video
-from .yuv_layout import YuvLayout
+from .video.yuv_layout import YuvLayout
 
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "samples" / "bbb_320x180.mp4"
 

@@ -245,7 +245,7 @@ def models() -> None:
     """List the shipped models and the known ones fetched on first use."""
     from rich.table import Table
 
-    from . import zoo
+    from .models import zoo
 
     table = Table(title="Models (use with --model NAME, or give any .safetensors/.pth file)")
     for column in ("name", "scale", "arch", "where", "description"):

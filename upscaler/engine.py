@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from .blend import blend_summary, load_blended
-from .cpu_memory import keep_freed_memory
+from .device.cpu_memory import keep_freed_memory
+from .device.samples import as_torch_ready, to_float, to_samples
+from .device.stages import StageTimer, stage
+from .device.transfer import HostTransfer, PendingDownload
 from .errors import ModelLoadError, UpscalerError
-from .model_loading import LoadedModel
+from .models.blend import blend_summary, load_blended
+from .models.loading import LoadedModel
 from .resize import bicubic_resize
-from .samples import as_torch_ready, to_float, to_samples
-from .stages import StageTimer, stage
 from .tiling import upscale_tiled
-from .transfer import HostTransfer, PendingDownload
-from .yuv import rgb_to_yuv, yuv_to_rgb
-from .yuv_layout import YuvLayout
+from .video.yuv import rgb_to_yuv, yuv_to_rgb
+from .video.yuv_layout import YuvLayout
 
 if TYPE_CHECKING:
-    from .image_upscale import ImageResult
+    from .image.upscale import ImageResult
     from .video import EncodeOptions, VideoResult
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
@@ -288,7 +288,7 @@ class Upscaler:
 
     def upscale_image(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                       overwrite: bool = False, quality: int | None = None) -> ImageResult:
-        from .image_upscale import upscale_image_file
+        from .image.upscale import upscale_image_file
 
         return upscale_image_file(Path(src), Path(dst), self.upscale_array, overwrite=overwrite, quality=quality)
 

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import torch
 
-from upscaler.cpu_memory import deterministic_heap
+from upscaler.device.cpu_memory import deterministic_heap
 from upscaler.resize import bicubic_downscale
-from upscaler.yuv import rgb_to_yuv, yuv_to_rgb
-from upscaler.yuv_layout import YuvLayout
+from upscaler.video.yuv import rgb_to_yuv, yuv_to_rgb
+from upscaler.video.yuv_layout import YuvLayout
 
 from .kernels import KernelSampler, random_sinc
 
@@ -266,14 +266,14 @@ def _layout(w: int, h: int) -> YuvLayout:
 
 
 def _rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB (H,W,3) to yuv420p planes ((3H/2, W) uint8) with upscaler.yuv, the inverse of the decode below."""
+    """uint8 RGB (H,W,3) to yuv420p planes ((3H/2, W) uint8) with upscaler.video.yuv, the inverse of decode."""
     h, w = rgb.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
     return rgb_to_yuv(x, _layout(w, h))[0].numpy().reshape(h * 3 // 2, w)
 
 
 def _yuv420p_to_rgb(planes: np.ndarray) -> np.ndarray:
-    """A decoded yuv420p frame ((3H/2, W) uint8) to RGB with upscaler.yuv, not swscale: swscale's yuv420p → rgb24
+    """A decoded yuv420p frame ((3H/2, W) uint8) to RGB with upscaler.video.yuv, not swscale: swscale's yuv420p → rgb24
     darkens textured frames by about one code value on average (flat colours come back exact), and its rgb24 →
     yuv420p does not quite invert our decode (blue came back +0.9 on average), so both directions are ours and a
     model does not learn a colour cast the codec did not cause."""

@@ -15,10 +15,10 @@ from av.sidedata.sidedata import Type as SideDataType
 from av.video.reformatter import ColorRange
 
 from ..errors import MediaError
-from ..yuv_layout import YuvLayout
 from .colour import DECODE_INTERPOLATION, RANGE_FULL, ColourTags
 from .planes import layout_for, pack
 from .probe import VideoInfo, _reason
+from .yuv_layout import YuvLayout
 
 # A run of audio/subtitle packets with no video frame in between is sent on in chunks of this size,
 # so a long audio tail (or a file whose video ends early) never piles up in memory.

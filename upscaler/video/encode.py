@@ -13,13 +13,13 @@ import numpy as np
 from av.stream import Disposition
 
 from ..errors import MediaError
-from ..yuv_layout import YuvLayout
 from .colour import ENCODE_INTERPOLATION, RANGE_FULL, SPC_RGB, ColourTags
 from .decode import Batch, SideItem
 from .options import EncoderPlan
 from .planes import unpack
 from .probe import VideoInfo, _reason
 from .remux import StreamPlan, add_transcoded_audio, copy_tags
+from .yuv_layout import YuvLayout
 
 
 class Writer:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..device.stages import StageTimer, stage
 from ..fileio import atomic_output, check_output_path
-from ..stages import StageTimer, stage
 from .decode import Batch, Decoder
 from .encode import Writer
 from .options import EncodeOptions, plan_encoder

@@ -11,7 +11,7 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from ..yuv_layout import KR_KB, YuvLayout
+from .yuv_layout import KR_KB, YuvLayout
 
 # Semi-planar formats: (significant bits, shift up within 16); their second plane interleaves Cb and Cr.
 _SEMI_PLANAR = {"nv12": (8, 0), "p010le": (10, 6), "p012le": (12, 4), "p016le": (16, 0)}

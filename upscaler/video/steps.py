@@ -10,10 +10,10 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import MediaError
-from ..yuv_layout import YuvLayout
 from .decode import Batch
 from .encode import encodable_size
 from .planes import layout_for
+from .yuv_layout import YuvLayout
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
 # ``FrameFn``, queued: returns a function that waits for the frames and returns them.

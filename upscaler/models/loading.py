@@ -20,9 +20,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .archs import Architecture, ArchParamsError, by_name, detect_architecture, params_of, unwrap_module
-from .errors import ModelLoadError, UpscalerError
-from .fileio import atomic_output
+from ..archs import Architecture, ArchParamsError, by_name, detect_architecture, params_of, unwrap_module
+from ..errors import ModelLoadError, UpscalerError
+from ..fileio import atomic_output
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 # Containers that training code wraps state dicts in; the EMA weights are the ones meant for inference.

@@ -12,8 +12,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .fileio import check_output_path
-from .image_io import Image, image_format, read_image, to_gray, write_image
+from ..fileio import check_output_path
+from .io import Image, image_format, read_image, to_gray, write_image
 
 # (N, H, W, 3) RGB uint8/uint16 -> (N, H', W', 3) of the same dtype; the engine tiles inside it.
 RgbFn = Callable[[np.ndarray], np.ndarray]

@@ -1,7 +1,7 @@
 """How one video frame's Y'CbCr samples lie in a flat array, and what their numbers mean.
 
 The video pipeline can hand frames to the model as they came out of the decoder (planar Y'CbCr) instead of
-as RGB, so that the colour conversion runs on the model's device (``upscaler/yuv.py``) rather than in swscale
+as RGB, so that the colour conversion runs on the model's device (``upscaler/video/yuv.py``) rather than in swscale
 on the CPU, and a host <-> GPU copy moves 1.5 bytes a pixel (4:2:0) instead of 3. A frame is one flat array:
 the Y plane, then Cb, then Cr, each row-major with no padding; semi-planar formats (NV12, P010) are
 de-interleaved into the same shape by ``upscaler/video/planes.py``.

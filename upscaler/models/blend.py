@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ModelLoadError, UpscalerError
 from . import zoo
-from .errors import ModelLoadError, UpscalerError
-from .model_loading import LoadedModel, load_model
+from .loading import LoadedModel, load_model
 
 ModelSource = str | os.PathLike[str] | LoadedModel | None
 

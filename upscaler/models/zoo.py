@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def shipped_path(entry: ModelEntry) -> Path:
         return Path(str(resources.files("upscaler.weights").joinpath(entry.file)))
     except ModuleNotFoundError:
         # Running from a source checkout that was not installed: the weights sit at the repo's top.
-        return Path(__file__).resolve().parents[1] / "weights" / entry.file
+        return Path(__file__).resolve().parents[2] / "weights" / entry.file
 
 
 def resolve(model: str | os.PathLike[str] | None, scale: int | None = None) -> Path:

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 from PIL import Image as PILImage
 
-from .errors import MediaError
-from .fileio import atomic_output
+from ..errors import MediaError
+from ..fileio import atomic_output
 
 # Extensions we read in batches and can write; reading also accepts anything OpenCV decodes.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .samples import to_float, to_samples
+from ..device.samples import to_float, to_samples
 from .yuv_layout import YuvLayout
 
 
