@@ -89,6 +89,11 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+_STRICT_HELP = ("A damaged video (frames that fail to decode or decode with errors) is an error, with no output; "
+                "by default the output is finished (undecodable frames left out) and one warning says how many "
+                "and when.")
+
+
 def encode_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--codec", default=None,
@@ -150,9 +155,10 @@ def main() -> None:
               help="Output file (default: IN_x4.EXT); the container follows its extension.")
 @model_options
 @encode_options
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @user_errors
 def video(src: Path, dst: Path | None, codec: str | None, crf: int | None, preset: str | None, pix_fmt: str | None,
-          overwrite: bool, quiet: bool, **model_kw: Any) -> None:
+          overwrite: bool, quiet: bool, strict: bool, **model_kw: Any) -> None:
     """Upscale a video, keeping audio, subtitles, timestamps and colour tags."""
     from .progress import frame_progress
     from .video import EncodeOptions
@@ -166,7 +172,7 @@ def video(src: Path, dst: Path | None, codec: str | None, crf: int | None, prese
         err_console.print(f"{escape(str(src))} → {escape(str(dst))}  [dim]{up.describe()}[/dim]")
     with frame_progress(src.name, quiet, err_console) as bar:
         result = up.upscale_video(src, dst, options=options, overwrite=overwrite, progress=bar.advance,
-                                  on_start=lambda info: bar.start(info.frames))
+                                  on_start=lambda info: bar.start(info.frames), strict=strict)
     if not quiet:
         err_console.print(f"wrote {escape(str(dst))}: {result.frames} frames {result.width}x{result.height} "
                           f"in {result.elapsed:.1f} s ({result.fps:.2f} fps)")
@@ -199,9 +205,10 @@ def image(src: Path, dst: Path | None, quality: int | None, overwrite: bool, qui
 @click.option("--suffix", default="", help="Added to each output's stem, e.g. _x4 (default: same names).")
 @model_options
 @encode_options
+@click.option("--strict", is_flag=True, help=_STRICT_HELP)
 @user_errors
 def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str | None, crf: int | None, preset: str | None,
-          pix_fmt: str | None, overwrite: bool, quiet: bool, **model_kw: Any) -> None:
+          pix_fmt: str | None, overwrite: bool, quiet: bool, strict: bool, **model_kw: Any) -> None:
     """Upscale every image and video under IN_DIR into OUT_DIR, mirroring the tree.
 
     Outputs that already exist are skipped, so a rerun resumes; a bad file is reported and the rest go on.
@@ -221,7 +228,7 @@ def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str | None, crf: int 
     def process_video(src: Path, dst: Path) -> None:
         with frame_progress(src.name, quiet, err_console) as bar:
             up.upscale_video(src, dst, options=options, overwrite=overwrite, progress=bar.advance,
-                             on_start=lambda info: bar.start(info.frames))
+                             on_start=lambda info: bar.start(info.frames), strict=strict)
 
     def on_file(index: int, total: int, path: Path) -> None:
         if not quiet:

@@ -295,7 +295,9 @@ class Upscaler:
     def upscale_video(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                       options: EncodeOptions | None = None, overwrite: bool = False,
                       progress: Callable[[int], None] | None = None,
-                      on_start: Callable[..., None] | None = None, sequential: bool = False) -> VideoResult:
+                      on_start: Callable[..., None] | None = None, sequential: bool = False,
+                      strict: bool = False) -> VideoResult:
+        """Upscale a video file; ``strict``: a damaged frame is an error, not a warning."""
         from .video import EncodeOptions, upscale_video
 
         return upscale_video(Path(src), Path(dst), self.upscale_array, options=options or EncodeOptions(),
@@ -303,7 +305,7 @@ class Upscaler:
                              on_start=on_start, timer=self.timer, sequential=sequential,
                              prefer_hardware=self.device.type == "cuda",
                              planar=self if self.colour_on_device else None,
-                             frame_submit=self.submit_array)
+                             frame_submit=self.submit_array, strict=strict)
 
     # -- sizing --------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -23,6 +24,51 @@ from .yuv_layout import YuvLayout
 # A run of audio/subtitle packets with no video frame in between is sent on in chunks of this size,
 # so a long audio tail (or a file whose video ends early) never piles up in memory.
 _MAX_SIDE_ITEMS = 256
+
+# What a decoder raises on damaged data; the demuxer has already moved on to the next packet, so decoding
+# can go on from there. Anything else (out of memory, a broken decoder) still stops the run.
+_DAMAGE_ERRORS = (av.error.InvalidDataError, av.error.PatchWelcomeError)
+
+# Damaged frames closer together than this many nominal frame durations are reported as one time span.
+_SPAN_GAP_FRAMES = 2.5
+# Spans named in the warning; the rest are counted.
+_MAX_SPANS = 4
+
+
+class DamagedStream(MediaError):
+    """Strict decoding met a damaged frame (or audio packet)."""
+
+
+@dataclass
+class Damage:
+    """What the decoder could not decode cleanly, as times in seconds from the start of the file."""
+
+    lost: list[float] = field(default_factory=list)  # video frames that failed to decode: not in the output
+    concealed: list[float] = field(default_factory=list)  # decoded with errors patched over: kept
+    audio: list[float] = field(default_factory=list)  # re-encoded audio packets that failed to decode
+    fps: float = 25.0
+
+    @property
+    def frames(self) -> list[float]:
+        return sorted(self.lost + self.concealed)
+
+    def __bool__(self) -> bool:
+        return bool(self.lost or self.concealed or self.audio)
+
+    def describe(self, name: str, decoded: int) -> str:
+        """One line: how many frames, when, and what became of them."""
+        parts = []
+        if self.lost or self.concealed:
+            total = decoded + len(self.lost)
+            fates = [f"{len(self.lost)} could not be decoded (left out)"] if self.lost else []
+            if self.concealed:
+                fates.append(f"{len(self.concealed)} decoded with errors (kept)")
+            parts.append(f"{len(self.frames)} of {total} frames damaged at {_spans(self.frames, self.fps)}: "
+                         + ", ".join(fates))
+        if self.audio:
+            parts.append(f"{len(self.audio)} audio packets could not be decoded (silence) at "
+                         f"{_spans(self.audio, self.fps)}")
+        return f"{name}: damaged stream: {'; '.join(parts)} (strict mode makes this an error)"
 
 
 @dataclass
@@ -56,7 +102,7 @@ class Decoder:
 
     def __init__(self, path: Path, container: av.container.InputContainer,
                  stream: av.video.stream.VideoStream, info: VideoInfo,
-                 copy: set[int], transcode: set[int], planar: bool = False) -> None:
+                 copy: set[int], transcode: set[int], planar: bool = False, strict: bool = False) -> None:
         self.path = path
         self.container = container
         self.stream = stream
@@ -80,9 +126,19 @@ class Decoder:
         self.planar = planar
         self.layout: YuvLayout | None = None
         stream.codec_context.thread_type = "AUTO"
+        # Damaged data: counted and reported, or (strict) an error at the first damaged frame.
+        self.strict = strict
+        self.damage = Damage(fps=float(fps))
+        self._start = (container.start_time or 0) / av.time_base
+        # Video packets sent whose frame has not come out yet. With frame threading a decode error surfaces
+        # a few packets late, so the frames lost are the pts that never come out, not where errors were raised.
+        self._waiting: set[int] = set()
+        self._decode_errors: list[float] = []
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
-        """Yield batches until the input ends; raise MediaError on corrupt data or when no frame decodes."""
+        """Yield batches until the input ends. Damaged frames are skipped (or kept, when the decoder patched
+        them up) and noted in ``damage``; MediaError on a truncated or unreadable file, when no frame decodes,
+        and (``strict``) at the first damaged frame."""
         frames: list[np.ndarray] = []
         pts: list[int] = []
         side: list[SideItem] = []
@@ -98,7 +154,7 @@ class Decoder:
                         # A packet cut short by the end of the file (or flagged by the demuxer). With frame
                         # threading the decoder would drop it silently and the output would end early.
                         raise MediaError(f"{self.path}: corrupt stream at {where} (truncated or damaged)")
-                    for frame in packet.decode():
+                    for frame in self._decode_video(packet):
                         frames.append(self._to_planes(frame) if self.planar else self._to_rgb(frame))
                         pts.append(self._timestamp(frame))
                         self.frames_decoded += 1
@@ -107,7 +163,7 @@ class Decoder:
                             frames, pts, side = [], [], []
                 elif index in self.transcode:
                     where = f"audio stream #{index}"
-                    side.extend(SideItem(index, frame=f) for f in packet.decode())
+                    side.extend(SideItem(index, frame=f) for f in self._decode_audio(packet))
                 elif packet.size and (packet.dts is not None or packet.pts is not None):
                     side.append(SideItem(index, packet=packet))
                 if not frames and len(side) >= _MAX_SIDE_ITEMS:
@@ -119,8 +175,62 @@ class Decoder:
         if self.frames_decoded == 0:
             raise MediaError(f"{self.path}: no frames decoded")
         self._check_complete()
+        self._count_lost()
         if frames or side:
             yield self._batch(frames, pts, side) if frames else Batch(None, [], side)
+
+    def _decode_video(self, packet: av.Packet) -> list[av.VideoFrame]:
+        """The packet's frames; a damaged packet gives none (noted, or an error when strict)."""
+        # Packets the demuxer marks for discarding (before an edit list's start) never give a frame.
+        if packet.pts is not None and packet.size and not packet.is_discard:
+            self._waiting.add(packet.pts)
+        try:
+            frames = packet.decode()
+        except _DAMAGE_ERRORS as exc:
+            at = self._seconds(packet.pts, packet.time_base)
+            if self.strict:
+                # The error surfaces a few packets late: the earliest frame still out is the nearer guess.
+                at = self._seconds(min(self._waiting, default=packet.pts), packet.time_base)
+                raise DamagedStream(f"{self.path}: damaged video near {at:.2f} s ({_reason(exc)}); "
+                                    "strict mode stops at the first damaged frame") from None
+            self._decode_errors.append(at)
+            return []
+        for frame in frames:
+            if frame.pts is not None:
+                self._waiting.discard(frame.pts)
+            if frame.is_corrupt:
+                at = self._seconds(frame.pts, frame.time_base)
+                if self.strict:
+                    raise DamagedStream(f"{self.path}: damaged video near {at:.2f} s (a frame decoded with "
+                                        "errors); strict mode stops at the first damaged frame")
+                self.damage.concealed.append(at)
+        return frames
+
+    def _decode_audio(self, packet: av.Packet) -> list[av.AudioFrame]:
+        try:
+            return packet.decode()
+        except _DAMAGE_ERRORS as exc:
+            at = self._seconds(packet.pts, packet.time_base)
+            if self.strict:
+                raise DamagedStream(f"{self.path}: damaged audio (stream #{packet.stream.index}) near {at:.2f} s "
+                                    f"({_reason(exc)}); strict mode stops at the first damaged packet") from None
+            self.damage.audio.append(at)
+            return []
+
+    def _count_lost(self) -> None:
+        """After the flush: frames whose packet went in but never came out were lost to decode errors."""
+        if not self._decode_errors:
+            return  # a pts that never comes out on its own (odd muxing) is no damage
+        tb = self.stream.time_base
+        lost = [self._seconds(p, tb) for p in sorted(self._waiting)] or self._decode_errors
+        self.damage.lost.extend(lost)
+
+    def _seconds(self, pts: int | None, time_base: Fraction | None) -> float:
+        if pts is None or time_base is None:
+            # No timestamp: place it after the last frame seen.
+            last = self._last_pts if self._last_pts is not None else 0
+            return float(last * (self.info.time_base or 0)) - self._start
+        return float(pts * time_base) - self._start
 
     def _note_end(self, packet: av.Packet) -> None:
         if packet.pts is not None and packet.time_base is not None:
@@ -207,6 +317,20 @@ class Decoder:
             pts = self._last_pts + 1
         self._last_pts = pts
         return pts
+
+
+def _spans(times: list[float], fps: float) -> str:
+    """"1.00-1.48, 2.40 s": close times as spans, the first few named and the rest counted."""
+    gap = _SPAN_GAP_FRAMES / (fps or 25.0)
+    spans: list[list[float]] = []
+    for t in sorted(times):
+        if spans and t - spans[-1][1] <= gap:
+            spans[-1][1] = t
+        else:
+            spans.append([t, t])
+    text = ", ".join(f"{a:.2f}" if a == b else f"{a:.2f}-{b:.2f}" for a, b in spans[:_MAX_SPANS])
+    more = len(spans) - _MAX_SPANS
+    return f"{text} s" + (f" and {more} more spans" if more > 0 else "")
 
 
 def _display_matrix(frame: av.VideoFrame) -> list[int] | None:

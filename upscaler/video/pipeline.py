@@ -43,6 +43,8 @@ class VideoResult:
     codec: str
     pix_fmt: str
     warnings: tuple[str, ...] = ()
+    # Seconds from the start of each damaged input frame: left out (undecodable) or kept (patched up).
+    damaged: tuple[float, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -68,6 +70,7 @@ def upscale_video(
     prefer_hardware: bool = False,
     planar: PlanarModel | None = None,
     frame_submit: FrameSubmit | None = None,
+    strict: bool = False,
 ) -> VideoResult:
     """Upscale every frame of ``src`` with ``frame_fn`` and write ``dst``; all other streams go along.
 
@@ -93,6 +96,10 @@ def upscale_video(
       Container and stream tags (language, title...) and the display rotation are carried over.
     - Errors the user can cause raise a one-line MediaError, and no output file is left behind
       (not even a temporary one), also on Ctrl-C.
+    - Damaged data (frames the decoder rejects or flags as patched up): the run goes on without them
+      (or with the patched ones) and one VideoWarning names how many and when (``result.damaged``);
+      ``strict=True`` makes the first damaged frame a MediaError instead. A truncated file, and one with
+      no decodable frame, are always errors.
 
     ``prefer_hardware`` (the frames come from a GPU model): with no codec chosen, encode with NVENC when it
     opens, else the software default.
@@ -125,7 +132,7 @@ def upscale_video(
         start = time.perf_counter()
         use_planar = planar is not None and planar_handles(info.pix_fmt) and planar_handles(plan.pix_fmt)
         decoder = Decoder(src, container, stream, info, set(streams.copy), set(streams.transcode),
-                          planar=use_planar)
+                          planar=use_planar, strict=strict)
         step: Step = (PlanarStep(planar, plan.pix_fmt) if use_planar and planar is not None
                       else RgbStep(frame_fn, frame_submit))
         with atomic_output(dst) as tmp:
@@ -145,7 +152,9 @@ def upscale_video(
         width, height = writer.size
         late.append(f"{dst.name}: cropped to {width}x{height}: {plan.pix_fmt} needs even sizes")
     announced, decoded = stream.frames, decoder.frames_decoded
-    if announced and decoded != announced:
+    if decoder.damage:
+        late.append(decoder.damage.describe(src.name, decoded))  # also why fewer frames came out
+    elif announced and decoded != announced:
         late.append(f"{src.name}: decoded {decoded} frames, the container said {announced}")
     for note in late:
         warnings.warn(note, VideoWarning, stacklevel=2)
@@ -159,6 +168,7 @@ def upscale_video(
         codec=plan.codec,
         pix_fmt=plan.pix_fmt,
         warnings=tuple(notes + late),
+        damaged=tuple(decoder.damage.frames),
     )
 
 

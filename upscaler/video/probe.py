@@ -138,16 +138,26 @@ def probe_video(path: Path) -> VideoInfo:
     path = Path(path)
     container, stream = open_input(path)
     try:
-        rotation = 0
-        try:
-            for frame in container.decode(stream):
-                rotation = int(frame.rotation)
-                break
-        except (av.error.FFmpegError, OSError) as exc:
-            raise MediaError(f"{path}: corrupt stream at frame 0 ({_reason(exc)})") from None
-        return describe(container, stream, path, rotation)
+        return describe(container, stream, path, _first_rotation(container, stream, path))
     finally:
         container.close()
+
+
+def _first_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                    path: Path) -> int:
+    """The display rotation of the first frame that decodes: damaged packets before it are passed over
+    (the decoder reports them); with none decodable the decoder's "no frames decoded" says so."""
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except (av.error.InvalidDataError, av.error.PatchWelcomeError):
+                continue
+            if frames:
+                return int(frames[0].rotation)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(f"{path}: corrupt stream at frame 0 ({_reason(exc)})") from None
+    return 0
 
 
 def _codec_name(stream: av.stream.Stream) -> str:
