@@ -1,16 +1,17 @@
 """Upscale every image and video under a folder into a mirrored folder, resumably.
 
-Outputs are written atomically, so an output under its final name is complete: a rerun skips it
-and so resumes where a killed run stopped. One bad file is recorded and the batch goes on;
-Ctrl-C stops the batch.
+Outputs are written atomically, so an output under its final name was complete: a rerun skips it
+and so resumes where a killed run stopped, after a cheap check that it is still whole (it may have
+been truncated or emptied since); a damaged one is done again. Each output is locked while it is
+being written, so two batches into the same folder share the work instead of wrecking each other's.
+One bad file is recorded and the batch goes on; Ctrl-C stops the batch.
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import MediaError
+from .fileio import output_lock
 from .image.io import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
@@ -37,9 +39,15 @@ Kind = Literal["image", "video"]
 Status = Literal["done", "skipped", "failed"]
 ProcessFn = Callable[[Path, Path], object]
 
-# atomic_output's temp names: ".<stem>.partial-<8 hex><suffix>".
-_PARTIAL = re.compile(r"^\..*\.partial-[0-9a-f]{8}(\.[^.]*)?$")
+ALREADY_DONE = "already done"
+# Whole outputs end up to ~7 ms short of their recorded duration (an Opus encoder's end trim); one audio
+# frame is ~20 ms.
+_STREAMS_END_SLACK = 0.02
 _SKIPPED_ROWS_MAX = 20  # beyond this, a resumed batch's skipped files collapse into one row
+
+
+class BatchWarning(UserWarning):
+    """An existing output was found damaged and is being done again."""
 
 
 @dataclass(frozen=True)
@@ -170,13 +178,22 @@ def _process_one(
         if real_dst in claimed:
             raise MediaError(f"{dst}: same output name as {claimed[real_dst]}")
         claimed[real_dst] = src
-        _remove_stale_partials(dst)
-        if dst.exists() and not overwrite:
-            return FileResult(src, dst, kind, "skipped", note="already done")
-        returned = process(src, dst)
+        with output_lock(dst, overwrite=overwrite):  # also clears the temp files a killed run left
+            redone = ""
+            if dst.is_dir():
+                raise MediaError(f"{dst}: is a directory")
+            if dst.exists() and not overwrite:
+                problem = output_problem(src, dst, kind)
+                if problem is None:
+                    return FileResult(src, dst, kind, "skipped", note=ALREADY_DONE)
+                redone = f"redone: the existing output {problem}"
+                warnings.warn(f"{dst}: existing output {problem}; doing it again", BatchWarning, stacklevel=2)
+                dst.unlink()
+            returned = process(src, dst)
         if not dst.exists():
             raise MediaError(f"{dst}: nothing was written")
-        return FileResult(src, dst, kind, "done", time.perf_counter() - start, _notes(returned))
+        note = "; ".join(n for n in (redone, _notes(returned)) if n)
+        return FileResult(src, dst, kind, "done", time.perf_counter() - start, note)
     except MediaError as exc:
         return FileResult(src, dst, kind, "failed", time.perf_counter() - start, _one_line(str(exc)))
     except Exception as exc:  # a bug or a library failure on one file must not sink the batch
@@ -184,13 +201,124 @@ def _process_one(
         return FileResult(src, dst, kind, "failed", time.perf_counter() - start, reason)
 
 
-def _remove_stale_partials(dst: Path) -> None:
-    """Temp files a killed run left for this output: the rerun will write it afresh."""
-    if not dst.parent.is_dir():
-        return
-    for leftover in dst.parent.glob(f".{glob.escape(dst.stem)}.partial-*{glob.escape(dst.suffix)}"):
-        if _PARTIAL.match(leftover.name):
-            leftover.unlink(missing_ok=True)
+def output_problem(src: Path, dst: Path, kind: Kind) -> str | None:
+    """What is wrong with an existing output (``"is empty"``, ``"is truncated ..."``...), or None.
+
+    Cheap, so a resumed batch of thousands stays quick: an image's header and the end its format
+    records; a video's first frame and the time of its last one, against the input's (the pipeline
+    keeps every timestamp, so a complete output ends where its input does).
+    """
+    try:
+        if dst.stat().st_size == 0:
+            return "is empty"
+        return _image_problem(dst) if kind == "image" else _video_problem(src, dst)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+
+
+def _image_problem(path: Path) -> str | None:
+    import struct
+
+    from PIL import Image
+
+    size = path.stat().st_size
+    try:
+        with warnings.catch_warnings(record=True) as heard:  # PIL's notices must not reach the user
+            warnings.simplefilter("always")
+            with Image.open(path) as im:  # reads the header only
+                fmt, tags = im.format, getattr(im, "tag_v2", {})
+    except Image.DecompressionBombError:
+        return None  # a huge but well-formed header: nothing more to check cheaply
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        return f"is not a readable image ({_one_line(str(exc)) or type(exc).__name__})"
+    if any("truncated" in str(w.message).lower() for w in heard):  # e.g. a TIFF cut inside its IFD
+        return f"is truncated ({size} bytes)"
+    with path.open("rb") as f:
+        head = f.read(16)
+        f.seek(max(0, size - 12))
+        tail = f.read()
+    if fmt == "PNG":
+        whole = tail == b"\0\0\0\0IEND\xaeB`\x82"
+    elif fmt == "JPEG":
+        whole = tail.endswith(b"\xff\xd9")
+    elif fmt == "WEBP":  # RIFF: the header counts the bytes after its first 8
+        whole = size >= 8 + struct.unpack("<I", head[4:8])[0]
+    elif fmt == "BMP":
+        whole = size >= struct.unpack("<I", head[2:6])[0]
+    elif fmt == "TIFF":  # strip or tile offsets + byte counts
+        offsets, counts = (_ints(tags.get(a) or tags.get(b)) for a, b in ((273, 324), (279, 325)))
+        whole = all(o + c <= size for o, c in zip(offsets, counts, strict=False))
+    else:
+        whole = True
+    return None if whole else f"is truncated ({size} bytes; the {fmt} data does not end)"
+
+
+def _ints(value: object) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(value or ())  # type: ignore[arg-type]
+
+
+def _video_problem(src: Path, dst: Path) -> str | None:
+    import av
+
+    try:
+        want = _video_end(src)
+    except (MediaError, av.error.FFmpegError, OSError):
+        return None  # the input cannot be judged, so neither can its output: keep it
+    try:
+        got = _video_end(dst, decode_first=True)
+    except MediaError as exc:
+        return _one_line(str(exc)).removeprefix(f"{dst}: ")
+    except (av.error.FFmpegError, OSError) as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if got is None or got.corrupt:
+        return "is truncated (its last frame is cut off)"
+    if want is not None and got.seconds < want.seconds - got.tolerance - want.tolerance:
+        return f"is truncated (it ends at {got.seconds:.3f} s, its input at {want.seconds:.3f} s)"
+    if got.recorded is not None and got.streams_end < got.recorded - _STREAMS_END_SLACK:
+        # Its video is whole but the audio (or another stream) is cut short of what the muxer recorded.
+        return f"is truncated (its streams end at {got.streams_end:.3f} s, the file says {got.recorded:.3f} s)"
+    return None
+
+
+@dataclass(frozen=True)
+class _End:
+    seconds: float  # the latest video timestamp
+    tolerance: float  # about one tick of the stream's time base
+    corrupt: bool  # the last packet read short: cut off mid-frame
+    streams_end: float  # the latest end (timestamp + duration) over all streams
+    recorded: float | None  # the duration the container records
+
+
+def _video_end(path: Path, decode_first: bool = False) -> _End | None:
+    """The main video stream's last timestamp, and where all streams end: seek to the last keyframe and
+    read, not decode, the packets after it. ``decode_first`` also decodes the first frame (MediaError if it
+    does not)."""
+    import av
+
+    from .video.probe import open_input
+
+    container, stream = open_input(path)
+    with container:
+        if decode_first:
+            try:
+                if next(container.decode(stream), None) is None:
+                    raise MediaError(f"{path}: has no frames")
+            except av.error.FFmpegError as exc:
+                raise MediaError(f"{path}: does not decode ({exc.strerror or exc})") from None
+        tb = stream.time_base
+        container.seek(2**62, stream=stream, backward=True, any_frame=False)
+        last, corrupt, streams_end = None, False, 0.0
+        for packet in container.demux():
+            if packet.pts is None or packet.time_base is None:
+                continue
+            corrupt |= packet.is_corrupt
+            streams_end = max(streams_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if packet.stream.index == stream.index:
+                last = packet.pts if last is None else max(last, packet.pts)
+        recorded = container.duration / av.time_base if container.duration else None
+    if last is None or tb is None:
+        return None
+    return _End(float(last * tb), float(tb) + 0.0005, corrupt, streams_end, recorded)
 
 
 def _notes(returned: object) -> str:
@@ -228,7 +356,7 @@ def print_summary(report: BatchReport, console: Console) -> None:
         table.add_row(Text(name), Text(f.status, style=styles[f.status]), seconds, Text(f.note))
     if collapse:
         rest = Text(f"({report.skipped_count} files)")
-        table.add_row(rest, Text("skipped", style="dim"), "", "already done")
+        table.add_row(rest, Text("skipped", style="dim"), "", ALREADY_DONE)
     console.print(table)
     totals = Text(f"{report.done_count} done, {report.skipped_count} skipped, ")
     totals.append(f"{report.failed_count} failed", style="bold red" if report.failed_count else "")

@@ -12,7 +12,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from ..fileio import check_output_path
+from ..fileio import check_output_path, output_lock
 from .io import Image, image_format, read_image, to_gray, write_image
 
 # (N, H, W, 3) RGB uint8/uint16 -> (N, H', W', 3) of the same dtype; the engine tiles inside it.
@@ -59,9 +59,11 @@ def upscale_image_file(
     check_output_path(src, dst, overwrite)
     image_format(dst)  # fail on a bad extension before spending minutes on the network
     start = time.perf_counter()
-    image = read_image(src)
-    out = upscale_image_array(image, rgb_fn, alpha_mode=alpha_mode)
-    notes = write_image(dst, out, quality=quality)
+    # Locked before the work, not just around the write: a second run on the same output stops at once.
+    with output_lock(dst, overwrite=overwrite):
+        image = read_image(src)
+        out = upscale_image_array(image, rgb_fn, alpha_mode=alpha_mode)
+        notes = write_image(dst, out, quality=quality)
     return ImageResult(
         src=src,
         dst=dst,

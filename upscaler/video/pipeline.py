@@ -135,7 +135,7 @@ def upscale_video(
                           planar=use_planar, strict=strict)
         step: Step = (PlanarStep(planar, plan.pix_fmt) if use_planar and planar is not None
                       else RgbStep(frame_fn, frame_submit))
-        with atomic_output(dst) as tmp:
+        with atomic_output(dst, overwrite=overwrite) as tmp:  # locked; refuses a name that appeared meanwhile
             writer = Writer(tmp, dst, plan, info, container, streams)
             try:
                 writer.open()
