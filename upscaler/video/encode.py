@@ -66,7 +66,8 @@ class Writer:
             cc.sample_aspect_ratio = self.info.sample_aspect_ratio
         cc.options = dict(self.plan.codec_options)
         copy_tags(self.source.streams[self.info.index].metadata, video.metadata)
-        video.disposition = Disposition.default
+        # The input's flags (original, comment...) stay; default, as the upscaled stream is the one to play.
+        video.disposition = self.source.streams[self.info.index].disposition | Disposition.default
         self.video = video
 
         for stream in self.source.streams:

@@ -57,9 +57,13 @@ def plan_streams(container: av.container.InputContainer, video: av.stream.Stream
 
 def copy_tags(src: dict[str, str], dst: dict[str, str]) -> None:
     """Carry descriptive tags (language, title, handler...) but not stale encoding statistics."""
+    # The mov/mp4 demuxer reports a track's title (its udta "name" box) as "name", and Matroska files remuxed
+    # from mp4 keep it as a "NAME" tag; the mp4, mov and Matroska muxers all write the title from "title" only.
+    titled = any(key.lower() == "title" for key in src)
     for key, value in src.items():
-        if key.upper() not in _STALE_TAGS and not key.upper().startswith("_STATISTICS"):
-            dst[key] = value
+        if key.upper() in _STALE_TAGS or key.upper().startswith("_STATISTICS"):
+            continue
+        dst["title" if key.lower() == "name" and not titled else key] = value
 
 
 def add_transcoded_audio(output: av.container.OutputContainer, template: av.stream.Stream,
