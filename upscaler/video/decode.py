@@ -17,7 +17,8 @@ from av.video.reformatter import ColorRange
 
 from ..errors import MediaError
 from .colour import DECODE_INTERPOLATION, RANGE_FULL, ColourTags
-from .planes import layout_for, pack
+from .options import has_alpha
+from .planes import layout_for, pack, read_alpha
 from .probe import VideoInfo, _reason
 from .yuv_layout import YuvLayout
 
@@ -85,7 +86,8 @@ class Batch:
     """Up to ``batch_size`` consecutive video frames and what was demuxed alongside them.
 
     ``frames`` is RGB (N×H×W×3) or, when ``layout`` is set, the decoder's own planar Y'CbCr, one flat row per
-    frame (N×layout.length), for the model's device to convert.
+    frame (N×layout.length), for the model's device to convert. ``alpha`` (N×H×W, the dtype of ``frames``)
+    is the frames' straight alpha when the output keeps it.
     """
 
     frames: np.ndarray | None
@@ -95,6 +97,7 @@ class Batch:
     tags: ColourTags | None = None
     display_matrix: list[int] | None = None
     layout: YuvLayout | None = None
+    alpha: np.ndarray | None = None
 
 
 class Decoder:
@@ -102,7 +105,8 @@ class Decoder:
 
     def __init__(self, path: Path, container: av.container.InputContainer,
                  stream: av.video.stream.VideoStream, info: VideoInfo,
-                 copy: set[int], transcode: set[int], planar: bool = False, strict: bool = False) -> None:
+                 copy: set[int], transcode: set[int], planar: bool = False, strict: bool = False,
+                 alpha: bool = False) -> None:
         self.path = path
         self.container = container
         self.stream = stream
@@ -113,7 +117,12 @@ class Decoder:
         self.display_matrix: list[int] | None = None
         # Deep inputs keep their precision all the way to the model.
         self.dtype = np.uint16 if info.bit_depth > 8 else np.uint8
-        self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+        # ``alpha``: decode the stream's alpha too (RGBA, split into Batch.alpha), for an output that keeps it.
+        self.alpha = alpha and not planar
+        if self.alpha:
+            self._rgb_format = "rgba64le" if info.bit_depth > 8 else "rgba"
+        else:
+            self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
         self._tags_cache: dict[tuple[int, int, int, int], ColourTags] = {}
         fps = info.fps or 25
         # Fallback spacing for frames without a timestamp: one nominal frame, in time-base units.
@@ -126,6 +135,8 @@ class Decoder:
         self.planar = planar
         self.layout: YuvLayout | None = None
         stream.codec_context.thread_type = "AUTO"
+        self._codec = _alpha_decoder(stream, path) if self.alpha and stream.codec_context.name == "vp9" \
+            else stream.codec_context
         # Damaged data: counted and reported, or (strict) an error at the first damaged frame.
         self.strict = strict
         self.damage = Damage(fps=float(fps))
@@ -185,7 +196,7 @@ class Decoder:
         if packet.pts is not None and packet.size and not packet.is_discard:
             self._waiting.add(packet.pts)
         try:
-            frames = packet.decode()
+            frames = self._codec.decode(packet)
         except _DAMAGE_ERRORS as exc:
             at = self._seconds(packet.pts, packet.time_base)
             if self.strict:
@@ -251,7 +262,11 @@ class Decoder:
             raise MediaError(f"{self.path}: truncated (data ends at {got:.2f} s of {announced:.2f} s)")
 
     def _batch(self, frames: list[np.ndarray], pts: list[int], side: list[SideItem]) -> Batch:
-        batch = Batch(np.stack(frames), pts, side, layout=self.layout)
+        stacked = np.stack(frames)
+        if self.alpha:
+            batch = Batch(np.ascontiguousarray(stacked[..., :3]), pts, side, alpha=stacked[..., 3].copy())
+        else:
+            batch = Batch(stacked, pts, side, layout=self.layout)
         if not self._sent_first:
             batch.tags, batch.display_matrix = self._first_tags, self.display_matrix
             self._sent_first = True
@@ -264,7 +279,7 @@ class Decoder:
         if self._first_tags is None:
             self._first_tags = tags
         # Scaling to the first frame's size keeps batches stackable if the stream changes resolution.
-        return frame.to_ndarray(
+        rgb = frame.to_ndarray(
             format=self._rgb_format,
             width=self.info.width,
             height=self.info.height,
@@ -273,6 +288,11 @@ class Decoder:
             dst_color_range=ColorRange.JPEG,
             interpolation=DECODE_INTERPOLATION,
         )
+        if self.alpha and (frame.width, frame.height) == (self.info.width, self.info.height):
+            alpha = read_alpha(frame, rgb.dtype)  # swscale's widening of 10/12-bit alpha is inexact
+            if alpha is not None:
+                rgb[..., 3] = alpha
+        return rgb
 
     def _to_planes(self, frame: av.VideoFrame) -> np.ndarray:
         tags = self._tags(frame)
@@ -331,6 +351,44 @@ def _spans(times: list[float], fps: float) -> str:
     text = ", ".join(f"{a:.2f}" if a == b else f"{a:.2f}-{b:.2f}" for a, b in spans[:_MAX_SPANS])
     more = len(spans) - _MAX_SPANS
     return f"{text} s" + (f" and {more} more spans" if more > 0 else "")
+
+
+def alpha_decoder(stream: av.video.stream.VideoStream, path: Path) -> str | None:
+    """The decoder that gives this stream's alpha, or None when it has none.
+
+    VP9 codes alpha as a side channel (Matroska BlockAdditional, flagged ALPHA_MODE=1) that only libvpx-vp9
+    decodes: FFmpeg's native vp9 decoder ignores it. Browsers' MediaRecorder flags every VP9 recording so,
+    alpha or not, so the first packet is looked at too (in a separate open of ``path``).
+    """
+    cc = stream.codec_context
+    if cc is None:
+        return None
+    if cc.name == "vp9":
+        tagged = any(k.lower() == "alpha_mode" and v.strip() == "1" for k, v in stream.metadata.items())
+        return "libvpx-vp9" if tagged and _first_packet_has_alpha(path, stream.index) else None
+    return cc.name if cc.pix_fmt and has_alpha(cc.pix_fmt) else None
+
+
+def _first_packet_has_alpha(path: Path, index: int) -> bool:
+    try:
+        with av.open(str(path), metadata_errors="replace") as container:
+            for packet in container.demux(container.streams[index]):
+                if packet.size:
+                    return packet.has_sidedata("matroska_block_additional")
+    except (av.error.FFmpegError, OSError):
+        pass  # the decoder reports a damaged file itself
+    return False
+
+
+def _alpha_decoder(stream: av.video.stream.VideoStream, path: Path) -> av.CodecContext:
+    """A libvpx-vp9 decoder in place of the stream's own, for VP9 with alpha."""
+    try:
+        ctx = av.CodecContext.create("libvpx-vp9", "r")
+    except (av.error.FFmpegError, ValueError):
+        raise MediaError(f"{path}: cannot read its alpha channel: no libvpx-vp9 decoder in this PyAV build") from None
+    ctx.extradata = stream.codec_context.extradata
+    ctx.thread_count = 0  # libvpx: one thread per core
+    return ctx
 
 
 def _display_matrix(frame: av.VideoFrame) -> list[int] | None:

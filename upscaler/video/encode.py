@@ -16,7 +16,7 @@ from ..errors import MediaError
 from .colour import ENCODE_INTERPOLATION, RANGE_FULL, SPC_RGB, ColourTags
 from .decode import Batch, SideItem
 from .options import EncoderPlan
-from .planes import unpack
+from .planes import unpack, write_alpha
 from .probe import VideoInfo, _reason
 from .remux import StreamPlan, add_transcoded_audio, copy_tags
 from .yuv_layout import YuvLayout
@@ -65,9 +65,10 @@ class Writer:
         if self.info.sample_aspect_ratio:
             cc.sample_aspect_ratio = self.info.sample_aspect_ratio
         cc.options = dict(self.plan.codec_options)
-        copy_tags(self.source.streams[self.info.index].metadata, video.metadata)
-        # The input's flags (original, comment...) stay; default, as the upscaled stream is the one to play.
-        video.disposition = self.source.streams[self.info.index].disposition | Disposition.default
+        # The input's ALPHA_MODE tag describes its alpha, not ours: Matroska flags yuva420p VP9 on its own.
+        copy_tags({k: v for k, v in self.source.streams[self.info.index].metadata.items()
+                   if k.lower() != "alpha_mode"}, video.metadata)
+        video.disposition = Disposition.default
         self.video = video
 
         for stream in self.source.streams:
@@ -83,8 +84,9 @@ class Writer:
     # -- called from the encoder thread ------------------------------------------------------------
 
     def write(self, batch: Batch, frames: np.ndarray | None, layout: YuvLayout | None = None) -> None:
-        """Mux ``batch``'s side items and encode ``frames``: RGB (N×H×W×3), or flat planar rows in the output
-        pixel format when ``layout`` is given (the model's device did the colour conversion)."""
+        """Mux ``batch``'s side items and encode ``frames``: RGB (N×H×W×3), RGBA (N×H×W×4, straight alpha, for
+        an alpha pixel format), or flat planar rows in the output pixel format when ``layout`` is given (the
+        model's device did the colour conversion)."""
         if not self._started:
             if frames is None:
                 self._pending.extend(batch.side)
@@ -181,12 +183,15 @@ class Writer:
         self.frames_written += 1
 
     def _from_rgb(self, image: np.ndarray) -> av.VideoFrame:
-        """swscale's RGB -> the output pixel format, with the output's matrix and range."""
+        """swscale's RGB(A) -> the output pixel format, with the output's matrix and range; alpha is copied."""
         assert self.size is not None
         width, height = self.size
         if self.cropped:
             image = image[:height, :width]
-        rgb = "rgb48le" if image.dtype == np.uint16 else "rgb24"
+        if image.shape[2] == 4:
+            rgb = "rgba64le" if image.dtype == np.uint16 else "rgba"
+        else:
+            rgb = "rgb48le" if image.dtype == np.uint16 else "rgb24"
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb)
         tags = self._tags
         if tags.matrix == SPC_RGB:
@@ -200,6 +205,8 @@ class Writer:
                 dst_color_range=tags.sws_range,
                 interpolation=ENCODE_INTERPOLATION,
             )
+        if image.shape[2] == 4:
+            write_alpha(frame, image[..., 3])  # swscale's is off by one for alpha 128-255
         return frame
 
     def _mux_side(self, item: SideItem) -> None:

@@ -56,10 +56,27 @@ _FIXED_OPTIONS: dict[str, dict[str, str]] = {
     "ffv1": {"level": "3"},
 }
 
-# Pixel formats in order of preference; the first the encoder accepts wins.
-_PREFERRED_8BIT = ("yuv420p", "yuv422p", "yuv444p", "nv12", "yuv420p10le", "yuv422p10le", "yuv444p10le")
-_PREFERRED_HIGH = ("yuv420p10le", "p010le", "yuv422p10le", "yuv444p10le", "yuv420p12le", "yuv422p12le",
-                   "yuv444p12le", "yuv420p16le", "yuv420p", "yuv422p", "yuv444p", "nv12")
+# The pixel formats a default may pick (``_pick_format`` ranks them per input); an encoder offering none of
+# them gets its first format.
+_CANDIDATES = (
+    "yuv420p", "yuv422p", "yuv444p", "nv12", "yuv420p10le", "p010le", "yuv422p10le", "yuv444p10le",
+    "yuv420p12le", "yuv422p12le", "yuv444p12le", "yuv420p16le", "yuv444p16le",
+    "yuva420p", "yuva422p", "yuva444p", "yuva420p10le", "yuva422p10le", "yuva444p10le", "yuva444p12le",
+    "rgb24", "rgba", "rgb48be", "rgba64be", "argb",
+)
+_SEMI_PLANAR = ("nv12", "p010le")
+
+# Encoders that store alpha -> the muxers that keep it (None: any that takes the codec). VP9 codes alpha as a
+# second stream that only Matroska/WebM carry (BlockAdditional); ProRes 4444, FFV1, PNG and QuickTime RLE
+# hold it in the bitstream itself. (x265's alpha layer is left out: FFmpeg's MP4/MOV muxers drop it.)
+_ALPHA_MUXERS: dict[str, tuple[str, ...] | None] = {
+    "libvpx-vp9": ("webm", "matroska"), "prores_ks": None, "ffv1": None, "png": None, "qtrle": None,
+}
+# The ones we suggest, where players expect them (PNG/QTRLE video and FFV1 in MP4 are oddities).
+_ALPHA_SUGGESTED = {"libvpx-vp9": ("webm", "matroska"), "prores_ks": ("mov", "matroska"), "ffv1": ("matroska",)}
+# libvpx refuses alpha in 4:2:2 and 4:4:4 (avcodec_open2 fails) although it lists yuva422p/yuva444p.
+_VP9_ALPHA = "yuva420p"
+_CHROMA_NAMES = {(0, 0): "4:4:4", (1, 0): "4:2:2", (1, 1): "4:2:0"}
 
 
 @dataclass
@@ -72,8 +89,10 @@ class EncodeOptions:
     (WebM takes no H.264). ``crf``: constant-quality level; None picks ours (18 for x264/x265,
     30 for SVT-AV1 and VP9); ignored by ffv1 (lossless) and prores_ks (fixed-rate profiles).
     ``preset``: FFmpeg's word for the codec (x264 "medium", SVT-AV1 "8", prores_ks profile "hq",
-    VP9 cpu-used "4"). ``pix_fmt``: None follows the input (8-bit in -> yuv420p, 10-bit in ->
-    yuv420p10le, or the encoder's closest).
+    VP9 cpu-used "4"). ``pix_fmt``: None follows the input's bit depth, chroma subsampling and alpha
+    (yuv420p -> yuv420p, yuv444p -> yuv444p, yuv420p10le -> yuv420p10le, VP9 with alpha -> yuva420p), or the
+    encoder's closest. An input with alpha and no codec asked for gets VP9 in .mkv as in .webm, so the alpha
+    is kept.
     """
 
     codec: str | None = None
@@ -92,6 +111,7 @@ class EncoderPlan:
     codec_options: dict[str, str] = field(default_factory=dict)
     container_options: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # things the user should hear about (e.g. 10-bit input, 8-bit output)
+    alpha: bool = False  # the input's alpha is upscaled and encoded
 
 
 def container_for(dst: Path) -> str:
@@ -104,9 +124,17 @@ def container_for(dst: Path) -> str:
     return muxer
 
 
-def default_codec(muxer: str) -> str:
-    """The encoder used when none is asked for: H.264 everywhere it may go, VP9 in WebM."""
-    return "libvpx-vp9" if muxer == "webm" else "libx264"
+def default_codec(muxer: str, alpha: bool = False) -> str:
+    """The encoder used when none is asked for: H.264 everywhere it may go, VP9 in WebM (and in Matroska for
+    an input with alpha, which VP9 keeps there and H.264 cannot)."""
+    return "libvpx-vp9" if muxer == "webm" or (alpha and muxer == "matroska") else "libx264"
+
+
+def alpha_codecs(muxer: str) -> list[str]:
+    """The encoders in this PyAV build that keep alpha in this muxer's files."""
+    fits = supported_codecs(muxer)
+    return [c for c, muxers in _ALPHA_MUXERS.items()
+            if c in av.codecs_available and c in fits and (muxers is None or muxer in muxers)]
 
 
 def supported_codecs(muxer: str) -> set[str]:
@@ -122,25 +150,32 @@ def hardware_codec(muxer: str, src_pix_fmt: str) -> str | None:
 
 
 def plan_encoder(
-    options: EncodeOptions, dst: Path, src_pix_fmt: str, prefer_hardware: bool = False
+    options: EncodeOptions, dst: Path, src_pix_fmt: str, prefer_hardware: bool = False, alpha: bool = False
 ) -> EncoderPlan:
     """Validate ``options`` against this PyAV build and the output container; choose the pixel format.
 
     ``prefer_hardware`` (the model runs on CUDA): with no codec asked for, encode on the GPU's NVENC when it
     opens with the real settings, so the CPU encoder does not become the bottleneck of a GPU run; without a
     usable GPU (or with settings NVENC refuses) the software default is planned instead.
+
+    ``alpha``: the input has an alpha channel. The plan keeps it (``EncoderPlan.alpha``) where the encoder and
+    container can; where they cannot, a note says so and names the encoders that would.
     """
     muxer = container_for(dst)
     if options.codec not in (None, "auto"):
-        return _plan(options, str(options.codec), dst, muxer, src_pix_fmt)
-    hardware = hardware_codec(muxer, src_pix_fmt) if prefer_hardware else None
+        return _plan(options, str(options.codec), dst, muxer, src_pix_fmt, alpha)
+    default = default_codec(muxer, alpha)
+    # NVENC has no alpha: where the default keeps it, alpha wins over encoding speed.
+    keeps_alpha = alpha and default in alpha_codecs(muxer)
+    hardware = hardware_codec(muxer, src_pix_fmt) if prefer_hardware and not keeps_alpha else None
     if hardware is not None:
         with contextlib.suppress(MediaError):
-            return _plan(options, hardware, dst, muxer, src_pix_fmt)
-    return _plan(options, default_codec(muxer), dst, muxer, src_pix_fmt)
+            return _plan(options, hardware, dst, muxer, src_pix_fmt, alpha)
+    return _plan(options, default, dst, muxer, src_pix_fmt, alpha)
 
 
-def _plan(options: EncodeOptions, name: str, dst: Path, muxer: str, src_pix_fmt: str) -> EncoderPlan:
+def _plan(options: EncodeOptions, name: str, dst: Path, muxer: str, src_pix_fmt: str,
+          alpha: bool = False) -> EncoderPlan:
     codec = _video_encoder(name)
     fits = supported_codecs(muxer)
     if codec.name not in fits:
@@ -152,17 +187,24 @@ def _plan(options: EncodeOptions, name: str, dst: Path, muxer: str, src_pix_fmt:
     formats = [f.name for f in codec.video_formats or ()]
     notes: list[str] = []
     depth = bit_depth(src_pix_fmt)
+    holds_alpha = codec.name in alpha_codecs(muxer)
     if options.pix_fmt is not None:
         if formats and options.pix_fmt not in formats:
             takes = ", ".join(formats)
             raise MediaError(f"{codec.name}: cannot encode pixel format {options.pix_fmt} (it takes {takes})")
         pix_fmt = options.pix_fmt
+        keep_alpha = alpha and holds_alpha and has_alpha(pix_fmt)
+        if alpha and holds_alpha and not keep_alpha:
+            notes.append(f"alpha channel dropped: pixel format {pix_fmt} has none")
     else:
-        ranking = _PREFERRED_HIGH if depth > 8 else _PREFERRED_8BIT
-        fallback = formats[0] if formats else "yuv420p"
-        pix_fmt = next((f for f in ranking if not formats or f in formats), fallback)
-        if depth > 8 and bit_depth(pix_fmt) == 8:
-            notes.append(f"{codec.name} has no {depth}-bit mode here: writing {pix_fmt}")
+        keep_alpha = alpha and holds_alpha
+        pix_fmt = _pick_format(codec.name, formats, depth, _chroma_of(src_pix_fmt), keep_alpha)
+        if keep_alpha and not has_alpha(pix_fmt):
+            keep_alpha = False
+            notes.append(f"alpha channel dropped: {codec.name} has no alpha pixel format here")
+        notes.extend(_fallback_note(codec.name, pix_fmt, depth, _chroma_of(src_pix_fmt)))
+    if alpha and not holds_alpha:
+        notes.append(_alpha_dropped(codec.name, dst, muxer))
     codec_options = _codec_options(codec.name, options)
     if options.preset is not None or codec.name.endswith("_nvenc"):
         _try_open(codec.name, pix_fmt, codec_options)
@@ -173,7 +215,70 @@ def _plan(options: EncodeOptions, name: str, dst: Path, muxer: str, src_pix_fmt:
         codec_options=codec_options,
         container_options={"movflags": "+faststart"} if muxer in ("mp4", "mov") else {},
         notes=tuple(notes),
+        alpha=keep_alpha,
     )
+
+
+def has_alpha(pix_fmt: str) -> bool:
+    """Whether frames in ``pix_fmt`` carry an alpha plane (yuva420p, rgba, argb...)."""
+    return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+
+
+def _chroma_of(pix_fmt: str) -> tuple[int, int]:
+    """The chroma subsampling (log2 horizontal, log2 vertical) an output needs to keep all of the input's
+    colour: RGB counts as 4:4:4, gray as 4:2:0 (no colour to keep), 4:1:1 rounds to 4:2:2, 4:4:0 to 4:4:4."""
+    fmt = av.VideoFormat(pix_fmt)
+    if len([c for c in fmt.components if not c.is_alpha]) < 3:
+        return 1, 1
+    sub = (_log2(fmt.chroma_width(4)), _log2(fmt.chroma_height(4)))
+    sub = (min(sub[0], 1), min(sub[1], 1))
+    return (0, 0) if sub == (0, 1) else sub
+
+
+def _log2(chroma_of_4: int) -> int:
+    return {4: 0, 2: 1}.get(chroma_of_4, 2)
+
+
+def _pick_format(codec: str, formats: list[str], depth: int, chroma: tuple[int, int], alpha: bool) -> str:
+    """The encoder's pixel format closest to the input's: alpha where kept, then the bit depth (a >8-bit input
+    stays >8-bit), then the chroma subsampling, then Y'CbCr before RGB, the fewest extra bits and chroma
+    samples, planar before semi-planar."""
+    usable = [f for f in _CANDIDATES if not formats or f in formats]
+    if codec == "libvpx-vp9":
+        usable = [f for f in usable if not has_alpha(f) or f == _VP9_ALPHA]
+    if not usable:
+        return formats[0] if formats else "yuv420p"
+
+    def rank(name: str) -> tuple[bool | int, ...]:
+        fmt = av.VideoFormat(name)
+        sub = _chroma_of(name)
+        bits = bit_depth(name)
+        return (has_alpha(name) != alpha,
+                depth > 8 and bits == 8,
+                sub[0] > chroma[0] or sub[1] > chroma[1],
+                fmt.is_rgb,
+                bits,
+                chroma[0] - sub[0] + chroma[1] - sub[1],
+                name in _SEMI_PLANAR)
+
+    return min(usable, key=rank)
+
+
+def _fallback_note(codec: str, pix_fmt: str, depth: int, chroma: tuple[int, int]) -> list[str]:
+    """One line when the chosen format keeps less than the input had: fewer bits, coarser chroma or both."""
+    sub = _chroma_of(pix_fmt)
+    missing = [f"{depth}-bit"] if depth > 8 and bit_depth(pix_fmt) == 8 else []
+    if sub[0] > chroma[0] or sub[1] > chroma[1]:
+        missing.append(_CHROMA_NAMES.get(chroma, "full-chroma"))
+    return [f"{codec} has no {' '.join(missing)} mode here: writing {pix_fmt}"] if missing else []
+
+
+def _alpha_dropped(codec: str, dst: Path, muxer: str) -> str:
+    """The one line for an input whose alpha this output cannot keep, naming the encoders that would."""
+    here = [c for c in alpha_codecs(muxer) if muxer in _ALPHA_SUGGESTED.get(c, ())]
+    fix = (f"--codec {' or '.join(here)} keeps it" if here
+           else "libvpx-vp9 in .webm/.mkv or prores_ks in .mov would keep it")
+    return f"alpha channel dropped: {codec} in a {dst.suffix} file cannot store it ({fix})"
 
 
 def _try_open(codec: str, pix_fmt: str, codec_options: dict[str, str]) -> None:

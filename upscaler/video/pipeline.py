@@ -17,7 +17,7 @@ from typing import Any
 
 from ..device.stages import StageTimer, stage
 from ..fileio import atomic_output, check_output_path
-from .decode import Batch, Decoder
+from .decode import Batch, Decoder, alpha_decoder
 from .encode import Writer
 from .options import EncodeOptions, plan_encoder
 from .probe import VideoInfo, open_input, probe_video
@@ -120,9 +120,10 @@ def upscale_video(
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
     check_output_path(src, dst, overwrite)
     info = probe_video(src)
-    plan = plan_encoder(options, dst, info.pix_fmt, prefer_hardware)
     container, stream = open_input(src)
     try:
+        alpha = alpha_decoder(stream, src) is not None
+        plan = plan_encoder(options, dst, info.pix_fmt, prefer_hardware, alpha=alpha)
         streams = plan_streams(container, stream, plan.container, dst)
         notes = [*plan.notes, *streams.warnings]
         for note in notes:
@@ -130,9 +131,10 @@ def upscale_video(
         if on_start is not None:
             on_start(info)
         start = time.perf_counter()
-        use_planar = planar is not None and planar_handles(info.pix_fmt) and planar_handles(plan.pix_fmt)
+        use_planar = (planar is not None and not plan.alpha and planar_handles(info.pix_fmt)
+                      and planar_handles(plan.pix_fmt))
         decoder = Decoder(src, container, stream, info, set(streams.copy), set(streams.transcode),
-                          planar=use_planar, strict=strict)
+                          planar=use_planar, strict=strict, alpha=plan.alpha)
         step: Step = (PlanarStep(planar, plan.pix_fmt) if use_planar and planar is not None
                       else RgbStep(frame_fn, frame_submit))
         with atomic_output(dst, overwrite=overwrite) as tmp:  # locked; refuses a name that appeared meanwhile

@@ -3,7 +3,8 @@
 This is the host side of the device colour path: the decoder thread packs each decoded frame's planes into
 one row of a batch, the encoder thread unpacks rows into frames for the encoder. Planar formats of 8 to 16
 bits (yuv420p, yuv422p10le, yuv444p...) and the semi-planar NV12 / P010 / P016 (what NVENC likes) are
-handled; anything else (RGB, alpha, 4:1:1, big-endian, palettes) stays on the swscale RGB path.
+handled; anything else (RGB, alpha, 4:1:1, big-endian, palettes) stays on the swscale RGB path, where
+``read_alpha``/``write_alpha`` move the alpha plane exactly (swscale rounds it).
 """
 
 from __future__ import annotations
@@ -82,3 +83,40 @@ def unpack(row: np.ndarray, layout: YuvLayout) -> av.VideoFrame:
         _plane_view(planes[1], dtype, cw)[:] = u
         _plane_view(planes[2], dtype, cw)[:] = v
     return frame
+
+
+def _alpha_plane(frame: av.VideoFrame) -> tuple[np.ndarray, int] | None:
+    """A writable (height, width) view of the frame's own alpha plane and its bits; None for packed or
+    alpha-less formats."""
+    fmt = frame.format
+    comp = next((c for c in fmt.components if c.is_alpha), None)
+    if comp is None or not fmt.is_planar or fmt.is_big_endian:
+        return None
+    plane = frame.planes[comp.plane]
+    return _plane_view(plane, np.dtype(np.uint16 if comp.bits > 8 else np.uint8), plane.width), comp.bits
+
+
+def _rescale(values: np.ndarray, peak_in: int, peak_out: int, dtype: np.dtype) -> np.ndarray:
+    if peak_in == peak_out:
+        return values.astype(dtype, copy=False)
+    return ((values.astype(np.uint64) * peak_out + peak_in // 2) // peak_in).astype(dtype)
+
+
+def read_alpha(frame: av.VideoFrame, dtype: np.dtype) -> np.ndarray | None:
+    """The frame's alpha plane at full ``dtype`` scale (uint8 0-255, uint16 0-65535), or None when it has no
+    planar alpha. swscale widens 10/12-bit alpha by a shift, so opaque 12-bit alpha would read 65520."""
+    found = _alpha_plane(frame)
+    if found is None:
+        return None
+    view, bits = found
+    return _rescale(view, (1 << bits) - 1, int(np.iinfo(dtype).max), np.dtype(dtype))
+
+
+def write_alpha(frame: av.VideoFrame, alpha: np.ndarray) -> None:
+    """Put ``alpha`` (the frame's size, uint8 or uint16 at full scale) into the frame's alpha plane at its bits.
+    swscale's RGBA -> YUVA puts alpha 128-255 one code too high (FFmpeg 7); packed formats (rgba, argb), a
+    byte shuffle in swscale, are left alone."""
+    found = _alpha_plane(frame)
+    if found is not None:
+        view, bits = found
+        view[:] = _rescale(alpha, int(np.iinfo(alpha.dtype).max), (1 << bits) - 1, view.dtype)

@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import MediaError
+from ..image.io import to_gray
 from .decode import Batch
 from .encode import encodable_size
 from .planes import layout_for
@@ -49,7 +50,8 @@ def planar_handles(pix_fmt: str) -> bool:
 
 class RgbStep:
     """RGB frames through ``frame_fn`` (or its queued form, ``submit``); the encoder converts them with
-    swscale."""
+    swscale. A batch's alpha goes through ``frame_fn`` too, as the image path upscales it
+    (``upscale_image_array``): as a gray image, skipped for a fully opaque frame; the result is RGBA."""
 
     cropped = False  # the Writer crops RGB frames itself
 
@@ -64,11 +66,28 @@ class RgbStep:
     def submit(self, batch: Batch) -> Pending:
         assert batch.frames is not None
         fetch = self.frame_submit(batch.frames)
+        alpha, fetch_alpha = batch.alpha, None
+        if alpha is not None:
+            full = np.iinfo(alpha.dtype).max
+            translucent = np.flatnonzero((alpha != full).reshape(len(alpha), -1).any(axis=1))
+            if len(translucent):
+                gray = np.repeat(alpha[translucent, ..., None], 3, axis=3)  # what cv2's GRAY2RGB gives
+                fetch_alpha = self.frame_submit(gray)
 
         def result() -> Upscaled:
             out = fetch()
             self.shape = _check_output(out, batch, self.shape)
-            return out, None
+            if alpha is None:
+                return out, None
+            upscaled = np.full(out.shape[:3], np.iinfo(out.dtype).max, out.dtype)
+            if fetch_alpha is not None:
+                grays = fetch_alpha()
+                if grays.shape != (len(translucent), *out.shape[1:]) or grays.dtype != out.dtype:
+                    raise ValueError(f"frame_fn gave alpha {grays.shape} {grays.dtype} for colour "
+                                     f"{out.shape} {out.dtype}")
+                for i, image in zip(translucent, grays, strict=True):
+                    upscaled[i] = to_gray(image)
+            return np.concatenate([out, upscaled[..., None]], axis=3), None
 
         return result
 
