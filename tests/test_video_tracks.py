@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from av.stream import Disposition as D
 
-from upscaler.video import EncodeOptions, VideoWarning, upscale_video
+from upscaler.video import EncodeOptions, VideoWarning, probe_video, upscale_video
 
 # Ordered as written: video, audio, audio, subtitle.
 TRACKS = (
@@ -100,6 +100,8 @@ def test_language_title_and_flags_survive(src_ext: str, tmp_path: Path) -> None:
     src = make_source(tmp_path / f"source{src_ext}", src_fmt, tuple(t[3] for t in TRACKS))
     source = read_tracks(src, src_fmt)
     assert [(kind, lang, title) for kind, lang, title, _ in source] == [t[:3] for t in TRACKS]
+    info = probe_video(src)  # the API describes the other tracks the same way, whatever the container
+    assert [(o.type, o.language, o.title, o.disposition) for o in info.other_streams] == source[1:]
     for dst_ext, dst_fmt in FORMATS.items():
         dst = tmp_path / f"out{dst_ext}"
         options = EncodeOptions(codec=VIDEO[dst_fmt], preset="ultrafast" if VIDEO[dst_fmt] == "libx264" else None)

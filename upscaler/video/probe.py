@@ -24,6 +24,8 @@ class StreamInfo:
     type: str
     codec: str
     language: str | None = None
+    title: str | None = None
+    disposition: Disposition = Disposition(0)  # default, forced, hearing_impaired, comment...
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def describe(container: av.container.InputContainer, stream: av.video.stream.Vid
         frames = None
     pix_fmt = cc.pix_fmt or "yuv420p"
     others = tuple(
-        StreamInfo(index=s.index, type=s.type, codec=_codec_name(s), language=s.language)
+        StreamInfo(index=s.index, type=s.type, codec=_codec_name(s), language=s.language, title=stream_title(s),
+                   disposition=s.disposition)
         for s in container.streams
         if s.index != stream.index
     )
@@ -158,6 +161,12 @@ def _first_rotation(container: av.container.InputContainer, stream: av.video.str
     except (av.error.FFmpegError, OSError) as exc:
         raise MediaError(f"{path}: corrupt stream at frame 0 ({_reason(exc)})") from None
     return 0
+
+
+def stream_title(stream: av.stream.Stream) -> str | None:
+    """The track's title: Matroska reports it as "title", the mov/mp4 demuxer as "name" (its udta box)."""
+    tags = {k.lower(): v for k, v in stream.metadata.items()}
+    return tags.get("title") or tags.get("name")
 
 
 def _codec_name(stream: av.stream.Stream) -> str:
