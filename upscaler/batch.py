@@ -89,7 +89,7 @@ class BatchReport:
 def find_media(in_dir: Path, exclude: Path | None = None) -> list[tuple[Path, Kind]]:
     """Images and videos under ``in_dir`` by extension, sorted; hidden files and folders are left out.
 
-    Hidden names cover our own ``.partial-`` temp files and macOS ``._`` resource forks.
+    Hidden names cover our own ``.partial-`` temp and ``.lock`` files, and macOS ``._`` resource forks.
     ``exclude`` (resolved) is a folder not to descend into: the output folder when it sits inside.
     """
     found: list[tuple[Path, Kind]] = []

@@ -50,6 +50,30 @@ def check_output_path(src: Path, dst: Path, overwrite: bool) -> None:
     if dst.exists() and dst.is_dir():
         raise MediaError(f"{dst}: is a directory")
     _check_parent(dst)
+    _check_not_busy(dst)
+
+
+def _check_not_busy(dst: Path) -> None:
+    """Fail early, before any work, if another process is writing ``dst`` (the lock itself is taken later;
+    this only spares the user a start that cannot finish)."""
+    if fcntl is None or not dst.parent.is_dir():
+        return
+    lock = lock_path(dst)
+    with _held_guard:
+        if os.path.abspath(lock) in _held:
+            return  # it is this process
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return  # no lock file: nobody is writing it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(dst) from None
+    except OSError:
+        pass
+    finally:
+        os.close(fd)  # also lets go of the lock, if this got it
 
 
 def _check_parent(dst: Path) -> None:
@@ -205,8 +229,7 @@ def _acquire(lock: Path, dst: Path) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise OutputBusy(f"{dst}: another upscale run is writing this output (wait for it, or choose "
-                             "another name)") from None
+            raise _busy(dst) from None
         except OSError:  # e.g. ENOLCK on some network file systems
             os.close(fd)
             return None
@@ -221,6 +244,10 @@ def _acquire(lock: Path, dst: Path) -> int | None:
             pass
         os.close(fd)
     raise MediaError(f"{dst}: cannot lock {lock.name} (it keeps being replaced)")
+
+
+def _busy(dst: Path) -> OutputBusy:
+    return OutputBusy(f"{dst}: another upscale run is writing this output (wait for it, or choose another name)")
 
 
 @contextlib.contextmanager
