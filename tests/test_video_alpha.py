@@ -210,3 +210,23 @@ def test_alpha_tag_without_alpha_data_is_no_alpha(vp9_alpha: Path, clips: Path, 
         with container:
             assert stream.metadata.get("alpha_mode") == "1"
             assert alpha_decoder(stream, path) == want
+
+
+def test_alpha_takes_the_rgb_path_with_device_colour(vp9_alpha: Path, tmp_path: Path, one_thread: None) -> None:
+    """With colour conversion on the model's device (the CUDA default), alpha input still keeps its alpha: it
+    goes the RGB way, whose frames carry it, not the planar one."""
+    from upscaler import Upscaler
+
+    up = Upscaler(device="cpu", precision="fp32", colour_convert="device")
+    planar: list[str] = []
+    submit = up.submit_planes
+
+    def spy(frames, src, dst):  # noqa: ANN001, ANN202
+        planar.append(src.pix_fmt)
+        return submit(frames, src, dst)
+
+    up.submit_planes = spy  # type: ignore[method-assign]
+    result = up.upscale_video(vp9_alpha, tmp_path / "out.webm")
+    assert (result.pix_fmt, planar) == ("yuva420p", [])
+    alpha = np.stack([f[..., 3] for f in read_rgba(tmp_path / "out.webm")])
+    assert alpha[:-1].min() <= 3 and alpha[:-1].max() >= 252 and alpha[-1].min() == 255

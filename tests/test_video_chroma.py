@@ -111,3 +111,25 @@ def test_default_pix_fmt_follows_chroma(codec: str | None, src: str, want: str, 
     plan = plan_encoder(EncodeOptions(codec=codec), dst, src)
     assert plan.pix_fmt == want
     assert list(plan.notes) == ([note] if note else [])
+
+
+def test_444_takes_the_device_colour_path(tmp_path: Path, clips: Path, one_thread: None) -> None:
+    """The model's own Y'CbCr <-> RGB (the GPU path, here on the CPU) gets and gives 4:4:4 planes too."""
+    from upscaler import Upscaler
+
+    up = Upscaler(device="cpu", precision="fp32", colour_convert="device")
+    seen = []
+    submit = up.submit_planes
+
+    def spy(frames, src, dst):  # noqa: ANN001, ANN202
+        seen.append((src.pix_fmt, dst.pix_fmt))
+        return submit(frames, src, dst)
+
+    up.submit_planes = spy  # type: ignore[method-assign]
+    src = make_clip(tmp_path / "in.mkv", clips, "ffv1", "yuv444p")
+    result = up.upscale_video(src, tmp_path / "out.mkv", options=EncodeOptions(preset="ultrafast"))
+    assert result.pix_fmt == "yuv444p" and seen and set(seen) == {("yuv444p", "yuv444p")}
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        frame = next(container.decode(video=0))
+        assert frame.format.name == "yuv444p"
+        assert (frame.planes[1].width, frame.planes[1].height) == (4 * W, 4 * H)
