@@ -156,9 +156,12 @@ def main() -> None:
 @model_options
 @encode_options
 @click.option("--strict", is_flag=True, help=_STRICT_HELP)
+@click.option("--segment-seconds", type=click.FloatRange(min=0), default=60, show_default=True,
+              help="Run a long video as segments of about this length, cut at keyframes, kept in a hidden job "
+              "folder beside the output: a rerun after a crash or Ctrl-C redoes only unfinished ones (0 = off).")
 @user_errors
 def video(src: Path, dst: Path | None, codec: str | None, crf: int | None, preset: str | None, pix_fmt: str | None,
-          overwrite: bool, quiet: bool, strict: bool, **model_kw: Any) -> None:
+          overwrite: bool, quiet: bool, strict: bool, segment_seconds: float, **model_kw: Any) -> None:
     """Upscale a video, keeping audio, subtitles, timestamps and colour tags."""
     from .progress import frame_progress
     from .video import EncodeOptions
@@ -172,7 +175,9 @@ def video(src: Path, dst: Path | None, codec: str | None, crf: int | None, prese
         err_console.print(f"{escape(str(src))} → {escape(str(dst))}  [dim]{up.describe()}[/dim]")
     with frame_progress(src.name, quiet, err_console) as bar:
         result = up.upscale_video(src, dst, options=options, overwrite=overwrite, progress=bar.advance,
-                                  on_start=lambda info: bar.start(info.frames), strict=strict)
+                                  on_start=lambda info: bar.start(info.frames), strict=strict,
+                                  segment_seconds=segment_seconds, on_resume=bar.resume,
+                                  notice=None if quiet else lambda line: err_console.print(escape(line)))
     if not quiet:
         err_console.print(f"wrote {escape(str(dst))}: {result.frames} frames {result.width}x{result.height} "
                           f"in {result.elapsed:.1f} s ({result.fps:.2f} fps)")

@@ -296,16 +296,40 @@ class Upscaler:
                       options: EncodeOptions | None = None, overwrite: bool = False,
                       progress: Callable[[int], None] | None = None,
                       on_start: Callable[..., None] | None = None, sequential: bool = False,
-                      strict: bool = False) -> VideoResult:
-        """Upscale a video file; ``strict``: a damaged frame is an error, not a warning."""
+                      strict: bool = False, segment_seconds: float | None = None,
+                      on_resume: Callable[[int], None] | None = None,
+                      notice: Callable[[str], None] | None = None) -> VideoResult:
+        """Upscale a video file; ``strict``: a damaged frame is an error, not a warning.
+
+        ``segment_seconds``: run it as a resumable job of segments about that long (``upscaler.jobs``), keyed
+        on this model; ``on_resume(n)`` hears of the frames an earlier, interrupted run finished."""
         from .video import EncodeOptions, upscale_video
 
-        return upscale_video(Path(src), Path(dst), self.upscale_array, options=options or EncodeOptions(),
-                             batch_size=self.batch_size, overwrite=overwrite, progress=progress,
-                             on_start=on_start, timer=self.timer, sequential=sequential,
-                             prefer_hardware=self.device.type == "cuda",
-                             planar=self if self.colour_on_device else None,
-                             frame_submit=self.submit_array, strict=strict)
+        run: Callable[..., VideoResult] = upscale_video
+        job: dict[str, object] = {}
+        if segment_seconds:
+            from .jobs import run_job
+
+            run = run_job
+            job = {"segment_seconds": segment_seconds, "model": self.model_key(), "on_resume": on_resume,
+                   "notice": notice}
+        return run(Path(src), Path(dst), self.upscale_array, options=options or EncodeOptions(),
+                   batch_size=self.batch_size, overwrite=overwrite, progress=progress,
+                   on_start=on_start, timer=self.timer, sequential=sequential,
+                   prefer_hardware=self.device.type == "cuda",
+                   planar=self if self.colour_on_device else None,
+                   frame_submit=self.submit_array, strict=strict, **job)
+
+    def model_key(self) -> str:
+        """What the output depends on besides the options: the weights (and their file's size and mtime),
+        the blend, the output scale and the precision. A resumable job is keyed on it."""
+        source = Path(self.loaded.source) if self.loaded.source else None
+        stamp = ""
+        if source is not None and source.is_file():
+            stat = source.stat()
+            stamp = f" {stat.st_size} {stat.st_mtime_ns}"
+        return (f"{self.loaded.source}{stamp} {blend_summary(self.loaded) or ''} {self.loaded.describe()}"
+                f" x{self.outscale:g} {self.dtype}")
 
     # -- sizing --------------------------------------------------------------------------------------------
 

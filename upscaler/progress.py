@@ -27,7 +27,8 @@ class FpsColumn(ProgressColumn):
 
 
 class FrameProgress:
-    """Callbacks for the video pipeline: ``start(total)`` then ``advance(n)`` per finished batch."""
+    """Callbacks for the video pipeline: ``start(total)``, ``resume(done)`` for a resumed job, then
+    ``advance(n)`` per finished batch."""
 
     def __init__(self, progress: Progress | None, label: str) -> None:
         self._progress = progress
@@ -36,6 +37,11 @@ class FrameProgress:
     def start(self, total: int | None) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, total=total)
+
+    def resume(self, done: int) -> None:
+        """Frames an earlier run finished: counted in the total, but not in this run's fps and ETA."""
+        if self._progress is not None and self._task is not None:
+            self._progress.reset(self._task, total=self._progress.tasks[self._task].total, completed=done)
 
     def advance(self, n: int) -> None:
         if self._progress is not None and self._task is not None:

@@ -21,7 +21,7 @@ from .decode import Batch, Decoder, alpha_decoder
 from .encode import Writer
 from .options import EncodeOptions, plan_encoder
 from .probe import VideoInfo, open_input, probe_video
-from .remux import plan_streams
+from .remux import StreamPlan, plan_streams
 from .steps import FrameFn, FrameSubmit, Pending, PlanarModel, PlanarStep, RgbStep, Step, nothing, planar_handles
 
 # Batches in flight on each side of the model: enough to hide decode/encode jitter, small enough for 4K.
@@ -31,6 +31,19 @@ _POLL_S = 0.1
 
 class VideoWarning(UserWarning):
     """Something about the output the user should know (a dropped or re-encoded stream, a crop...)."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """The frames whose pts (in the video stream's time base) fall in [start, end), None = open; decoding
+    starts from the keyframe at or before ``seek``. A job's segment (upscaler/jobs): video only."""
+
+    start: int | None = None
+    end: int | None = None
+    seek: int | None = None
+
+    def holds(self, pts: int) -> bool:
+        return (self.start is None or pts >= self.start) and (self.end is None or pts < self.end)
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,7 @@ def upscale_video(
     prefer_hardware: bool = False,
     planar: PlanarModel | None = None,
     frame_submit: FrameSubmit | None = None,
+    span: Span | None = None,
     strict: bool = False,
 ) -> VideoResult:
     """Upscale every frame of ``src`` with ``frame_fn`` and write ``dst``; all other streams go along.
@@ -113,6 +127,8 @@ def upscale_video(
 
     ``timer`` collects the decode and encode stage times (``upscale bench``). ``sequential=True`` runs the
     plain loop instead - decode a batch, upscale it, encode it, in this thread - as the bench's baseline.
+
+    ``span``: only those frames, and no other stream, go into ``dst`` (one segment of a job, upscaler/jobs).
     """
     src, dst = Path(src), Path(dst)
     options = options or EncodeOptions()
@@ -124,7 +140,9 @@ def upscale_video(
     try:
         alpha = alpha_decoder(stream, src) is not None
         plan = plan_encoder(options, dst, info.pix_fmt, prefer_hardware, alpha=alpha)
-        streams = plan_streams(container, stream, plan.container, dst)
+        streams = plan_streams(container, stream, plan.container, dst) if span is None else StreamPlan()
+        if span is not None and span.seek is not None:
+            container.seek(span.seek, stream=stream, backward=True)
         notes = [*plan.notes, *streams.warnings]
         for note in notes:
             warnings.warn(note, VideoWarning, stacklevel=2)
@@ -135,6 +153,8 @@ def upscale_video(
                       and planar_handles(plan.pix_fmt))
         decoder = Decoder(src, container, stream, info, set(streams.copy), set(streams.transcode),
                           planar=use_planar, strict=strict, alpha=plan.alpha)
+        if span is not None:
+            decoder = _SpanDecoder(decoder, span)  # type: ignore[assignment]
         step: Step = (PlanarStep(planar, plan.pix_fmt) if use_planar and planar is not None
                       else RgbStep(frame_fn, frame_submit))
         with atomic_output(dst, overwrite=overwrite) as tmp:  # locked; refuses a name that appeared meanwhile
@@ -156,7 +176,7 @@ def upscale_video(
     announced, decoded = stream.frames, decoder.frames_decoded
     if decoder.damage:
         late.append(decoder.damage.describe(src.name, decoded))  # also why fewer frames came out
-    elif announced and decoded != announced:
+    elif announced and decoded != announced and span is None:
         late.append(f"{src.name}: decoded {decoded} frames, the container said {announced}")
     for note in late:
         warnings.warn(note, VideoWarning, stacklevel=2)
@@ -172,6 +192,35 @@ def upscale_video(
         warnings=tuple(notes + late),
         damaged=tuple(decoder.damage.frames),
     )
+
+
+class _SpanDecoder:
+    """A Decoder whose batches are cut to a span; otherwise the decoder itself."""
+
+    def __init__(self, decoder: Decoder, span: Span) -> None:
+        self.decoder, self.span = decoder, span
+        # The other streams are still demuxed, then dropped: the truncation check needs their ends.
+        decoder.copy = {s.index for s in decoder.container.streams} - {decoder.stream.index}
+        decoder.transcode = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.decoder, name)
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Stops at the first frame past the span: frames come out in pts order, so none of its can follow."""
+        first: Batch | None = None  # carries the colour tags and rotation the encoder starts with
+        for batch in self.decoder.batches(batch_size):
+            if batch.frames is None:
+                continue
+            first = first or batch
+            keep = [i for i, pts in enumerate(batch.pts) if self.span.holds(pts)]
+            if keep:
+                yield Batch(batch.frames[keep], [batch.pts[i] for i in keep], [], first.tags,
+                            first.display_matrix, batch.layout,
+                            alpha=None if batch.alpha is None else batch.alpha[keep])
+                first.tags = first.display_matrix = None
+            if self.span.end is not None and batch.pts[-1] >= self.span.end:
+                return
 
 
 class _Stopped(Exception):

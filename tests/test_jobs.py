@@ -1,0 +1,398 @@
+"""Segmented, resumable video jobs (upscaler/jobs) on real clips re-encoded small with short GOPs: cut points,
+the joined output against the source and the single pipeline, resume after SIGKILL, stale jobs, and faults."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.logging
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import REPO
+
+from upscaler.cli import main
+from upscaler.errors import MediaError
+from upscaler.jobs import join, run_job
+from upscaler.jobs.manifest import job_dir_for
+from upscaler.jobs.segments import plan_segments, scan_video
+from upscaler.video import EncodeOptions, VideoWarning, upscale_video
+from upscaler.video.options import plan_encoder
+from upscaler.video.pipeline import Span
+
+# veryfast keeps x264's B-frames (ultrafast has none): the joins must cope with them.
+OPTS = EncodeOptions(preset="veryfast")
+
+
+def x2(batch: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(batch, 2, 1), 2, 2)
+
+
+def remake(src: Path, dst: Path, *, seconds: float, size: tuple[int, int], codec: str, gop: int,
+           options: dict[str, str] | None = None, container_options: dict[str, str] | None = None) -> Path:
+    """``src``'s first ``seconds``, shrunk and re-encoded with a keyframe every ``gop`` frames; its own
+    timestamps (VFR stays VFR) and its audio packets kept."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", container_options=container_options or {}) as out:
+        v, a = inp.streams.video[0], inp.streams.audio[0]
+        ov = out.add_stream(codec, rate=v.average_rate or 25)
+        ov.width, ov.height, ov.pix_fmt = *size, "yuv420p"
+        ov.codec_context.time_base = ov.time_base = v.time_base
+        ov.codec_context.options = {"g": str(gop), **(options or {})}
+        oa = out.add_stream_from_template(a)
+        for packet in inp.demux(v, a):
+            if packet.stream is v:
+                for frame in packet.decode():
+                    if frame.time <= seconds:
+                        small = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+                        small.pts, small.time_base = frame.pts, frame.time_base
+                        out.mux(ov.encode(small))
+            elif packet.size and packet.pts is not None and packet.pts * packet.time_base <= seconds:
+                packet.stream = oa
+                out.mux(packet)
+        out.mux(ov.encode(None))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    clips = Path(os.environ.get("UPSCALER_SHARED", REPO.parent / "shared")) / "clips"
+    if not clips.exists():
+        pytest.skip(f"shared data not available: {clips}")
+    folder = tmp_path_factory.mktemp("sources")
+    x264 = {"preset": "veryfast", "bf": "2"}
+    return {
+        # B-frames (and mp3 audio) at 25 fps, a keyframe every 0.48 s.
+        "chaplin": remake(clips / "chaplin.mp4", folder / "chaplin.mp4", seconds=3.0, size=(160, 90),
+                          codec="libx264", gop=12, options=x264),
+        # A phone clip's variable frame rate, with B-frames.
+        "vfr": remake(clips / "fire_vfr.mp4", folder / "fire_vfr.mp4", seconds=10, size=(160, 90),
+                      codec="libx264", gop=3, options=x264),
+        # WebM without a duration (or cues) in the header, VP9 + Opus.
+        "nodur": remake(clips / "no_duration_vp9_opus.webm", folder / "nodur.webm", seconds=10,
+                        size=(160, 90), codec="libvpx-vp9", gop=12, container_options={"live": "1"},
+                        options={"deadline": "realtime", "cpu-used": "8", "b": "0", "crf": "40"}),
+    }
+
+
+def packet_times(path: Path) -> tuple[list[Fraction], list[Fraction]]:
+    """(every video frame's pts in seconds, sorted; keyframe pts in seconds), from the packets."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        packets = [p for p in c.demux(v) if p.size]
+        return (sorted(p.pts * p.time_base for p in packets), [p.pts * p.time_base for p in packets if p.is_keyframe])
+
+
+def decode_all(path: Path) -> tuple[list[Fraction], list[np.ndarray], list[tuple[int, str]]]:
+    """Frame times, frames (RGB) and the decoder's error messages, decoding with err_detect=explode."""
+    av.logging.set_level(av.logging.ERROR)
+    errors: list[tuple[int, str]] = []
+    times, frames = [], []
+    try:
+        with av.logging.Capture() as logs, av.open(str(path)) as c:
+            v = c.streams.video[0]
+            v.codec_context.options = {"err_detect": "explode"}
+            try:
+                for frame in c.decode(v):
+                    times.append(frame.pts * frame.time_base)
+                    frames.append(frame.to_ndarray(format="rgb24"))
+            except av.error.FFmpegError as exc:
+                errors.append((0, str(exc)))
+        errors += [(level, message) for level, _, message in logs]
+    finally:
+        av.logging.set_level(None)
+    return times, frames, errors
+
+
+def audio_end(path: Path) -> float:
+    with av.open(str(path)) as c:
+        return max(float((p.pts + p.duration) * p.time_base) for p in c.demux(audio=0) if p.pts is not None)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+# -- cut points ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["chaplin", "vfr", "nodur"])
+def test_cut_points_fall_on_keyframes(sources: dict[str, Path], name: str) -> None:
+    scan = scan_video(sources[name])
+    segments = plan_segments(scan, 0.7)
+    assert len(segments) >= 3
+    assert all(s.start in scan.keyframes for s in segments[1:])
+    assert all(s.seek in scan.keyframes and s.seek < s.start for s in segments[1:])
+    assert [s.end for s in segments[:-1]] == [s.start for s in segments[1:]]
+    assert sum(s.frames for s in segments) == len(scan.pts)
+    assert all((s.last - s.first) >= 0.7 - 0.1 for s in segments[:-1])
+
+
+def test_one_keyframe_or_a_short_video_is_one_segment(tmp_path: Path) -> None:
+    clips = Path(os.environ.get("UPSCALER_SHARED", REPO.parent / "shared")) / "clips"
+    if not clips.exists():
+        pytest.skip("shared data not available")
+    for name in ("no_duration_vp9_opus.webm", "fire_vfr.mp4", "chaplin.mp4"):  # a single keyframe each
+        assert len(plan_segments(scan_video(clips / name), 0.5)) == 1
+    # Keyframes at 0 and 1.0 s of 1.2 s: less than half a segment would follow the cut.
+    assert len(plan_segments(scan_video(clips / "realshort.mp4"), 0.5)) == 1
+    # ... so the single pipeline runs, unchanged, and no job folder appears.
+    dst = tmp_path / "short.mp4"
+    result = run_job(clips / "realshort.mp4", dst, lambda b: b[:, ::2, ::2], segment_seconds=0.5,
+                     options=EncodeOptions(preset="ultrafast"))
+    assert result.frames == 36 and sorted(p.name for p in tmp_path.iterdir()) == ["short.mp4"]
+
+
+# -- the joined output ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "ext"), [("chaplin", ".mp4"), ("vfr", ".mp4"), ("vfr", ".mkv"),
+                                           ("nodur", ".webm")])
+def test_join_matches_source_and_single_pipeline(sources: dict[str, Path], name: str, ext: str,
+                                                 tmp_path: Path) -> None:
+    src = sources[name]
+    joined, single = tmp_path / f"joined{ext}", tmp_path / f"single{ext}"
+    # A low CRF, so what differs between a segmented and a single run (the GOPs) costs little.
+    options = EncodeOptions(preset="8" if ext == ".webm" else "veryfast", crf=10)
+    result = run_job(src, joined, x2, segment_seconds=0.7, options=options)
+    upscale_video(src, single, x2, options=options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([joined.name, single.name])  # job folder gone
+
+    src_times = packet_times(src)[0]
+    times, frames, errors = decode_all(joined)
+    assert errors == []
+    assert result.frames == len(times) == len(src_times)
+    # Every frame keeps its timestamp (Matroska/WebM store milliseconds).
+    tolerance = Fraction(1, 1000) if ext != ".mp4" else Fraction(0)
+    assert max(abs(a - b) for a, b in zip(times, src_times, strict=True)) <= tolerance
+    if name == "vfr":
+        assert len({round(float(b - a), 3) for a, b in zip(times, times[1:], strict=False)}) > 1
+    assert len(packet_times(joined)[1]) >= 3  # one IDR per segment at least
+    assert audio_end(joined) == pytest.approx(audio_end(src), abs=0.03)
+    single_times, single_frames, _ = decode_all(single)
+    assert single_times == times
+    assert min(psnr(a, b) for a, b in zip(frames, single_frames, strict=True)) > 40
+
+
+def test_headers_that_differ_are_joined_by_reencoding(sources: dict[str, Path], tmp_path: Path) -> None:
+    src = sources["chaplin"]
+    segments = plan_segments(scan_video(src), 1.0)
+    assert len(segments) == 2
+    parts = []
+    for segment, preset in zip(segments, ["veryfast", "ultrafast"], strict=True):  # other SPS: no B-frames
+        part = tmp_path / f"part{segment.index}.mp4"
+        upscale_video(src, part, x2, options=EncodeOptions(preset=preset),
+                      span=Span(segment.start, segment.end, segment.seek))
+        parts.append(part)
+    assert join.header_mismatch(parts) is not None
+    dst = tmp_path / "out.mp4"
+    plan = plan_encoder(OPTS, dst, "yuv420p")
+    with pytest.warns(VideoWarning, match="joining them by re-encoding"):
+        join.join_segments(src, parts, dst, plan, sum(s.frames for s in segments), [s.first for s in segments])
+    times, _, errors = decode_all(dst)
+    assert errors == [] and times == packet_times(src)[0]
+
+
+# -- resume ------------------------------------------------------------------------------------------
+
+_KILLABLE = """
+import sys, time
+from pathlib import Path
+from upscaler.jobs import run_job
+from upscaler.video import EncodeOptions
+
+def slow(batch):
+    time.sleep(0.15)
+    return batch
+
+run_job(Path(sys.argv[1]), Path(sys.argv[2]), slow, segment_seconds=0.7, options=EncodeOptions(preset="veryfast"),
+        batch_size=2)
+"""
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.frames += len(batch)
+        return batch
+
+
+def test_sigkill_then_rerun_redoes_only_unfinished_segments(sources: dict[str, Path], tmp_path: Path) -> None:
+    src, dst = sources["chaplin"], tmp_path / "out.mp4"
+    manifest = job_dir_for(dst) / "manifest.json"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, str(src), str(dst)], cwd=REPO,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    finished: dict = {}
+    while time.time() < deadline and proc.poll() is None and not finished:
+        time.sleep(0.05)
+        if manifest.exists():
+            finished = json.loads(manifest.read_text())["segments"]
+    assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read() if proc.stderr else ''}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not dst.exists()
+    finished = json.loads(manifest.read_text())["segments"]
+    assert 1 <= len(finished) < 4
+    kept = {entry["file"]: (job_dir_for(dst) / entry["file"]).stat().st_mtime_ns for entry in finished.values()}
+
+    counting, resumed, notices = Counting(), [], []
+    from upscaler.jobs import manifest as manifest_module
+
+    recorded = []
+    real_record = manifest_module.JobDir.record
+
+    def record(self, index, path, **facts):  # noqa: ANN001, ANN202 - spy
+        recorded.append(path.name)
+        return real_record(self, index, path, **facts)
+
+    manifest_module.JobDir.record = record
+    try:
+        result = run_job(src, dst, counting, segment_seconds=0.7, options=OPTS, batch_size=2,
+                         on_resume=resumed.append, notice=notices.append)
+    finally:
+        manifest_module.JobDir.record = real_record
+    done_frames = sum(entry["frames"] for entry in finished.values())
+    total = len(packet_times(src)[0])
+    assert resumed == [done_frames] and "resuming" in notices[0]
+    assert counting.frames == total - done_frames, "finished segments must not be redone"
+    assert not set(kept) & set(recorded)
+    times, _, errors = decode_all(dst)
+    assert errors == [] and result.frames == total and times == packet_times(src)[0]
+    assert not job_dir_for(dst).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def _interrupt_after(frames: int):  # noqa: ANN202
+    seen = [0]
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        seen[0] += len(batch)
+        if seen[0] > frames:
+            raise KeyboardInterrupt
+        return batch
+
+    return fn
+
+
+def test_changed_options_make_the_job_stale(sources: dict[str, Path], tmp_path: Path) -> None:
+    src, dst = sources["chaplin"], tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        run_job(src, dst, _interrupt_after(40), segment_seconds=0.7, options=OPTS)
+    assert job_dir_for(dst).exists() and not dst.exists()
+    assert not list(job_dir_for(dst).glob(".*partial*")), "Ctrl-C leaves no temporary segment"
+    counting = Counting()
+    with pytest.warns(VideoWarning, match="stale .*starting afresh"):
+        run_job(src, dst, counting, segment_seconds=0.7, options=EncodeOptions(preset="veryfast", crf=30))
+    assert counting.frames == len(packet_times(src)[0])
+
+
+def test_changed_source_makes_the_job_stale(sources: dict[str, Path], tmp_path: Path) -> None:
+    src = tmp_path / "in.mp4"
+    src.write_bytes(sources["chaplin"].read_bytes())
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        run_job(src, dst, _interrupt_after(40), segment_seconds=0.7, options=OPTS)
+    os.utime(src, ns=(time.time_ns(), time.time_ns() + 10**9))
+    with pytest.warns(VideoWarning, match="stale"):
+        run_job(src, dst, Counting(), segment_seconds=0.7, options=OPTS)
+
+
+def test_damaged_segment_file_is_redone(sources: dict[str, Path], tmp_path: Path) -> None:
+    src, dst = sources["chaplin"], tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        run_job(src, dst, _interrupt_after(60), segment_seconds=0.7, options=OPTS)
+    entries = json.loads((job_dir_for(dst) / "manifest.json").read_text())["segments"]
+    assert len(entries) >= 2
+    first = job_dir_for(dst) / entries["0"]["file"]
+    data = bytearray(first.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    first.write_bytes(bytes(data))
+    counting = Counting()
+    run_job(src, dst, counting, segment_seconds=0.7, options=OPTS)
+    later = sum(e["frames"] for i, e in entries.items() if i != "0")
+    assert counting.frames == len(packet_times(src)[0]) - later
+    assert decode_all(dst)[2] == []
+
+
+# -- faults --------------------------------------------------------------------------------------------
+
+
+def test_broken_packet_fails_only_its_segment(sources: dict[str, Path], tmp_path: Path) -> None:
+    good = sources["chaplin"]
+    src, dst = tmp_path / "broken.mp4", tmp_path / "out.mp4"
+    segments = plan_segments(scan_video(good), 0.7)
+    middle = segments[1]
+    with av.open(str(good)) as c:
+        victim = next(p for p in c.demux(video=0)
+                      if p.size and not p.is_keyframe and middle.start < p.pts < middle.end)
+    data = bytearray(good.read_bytes())
+    data[victim.pos + 4 : victim.pos + victim.size] = b"\xff" * (victim.size - 4)
+    src.write_bytes(bytes(data))
+
+    counting = Counting()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VideoWarning)  # the damaged frame's own warning
+        with pytest.raises(MediaError) as err:
+            run_job(src, dst, counting, segment_seconds=0.7, options=OPTS)
+    message = str(err.value)
+    assert "\n" not in message and f"segment 2/{len(segments)}" in message and "segment 1/" not in message
+    assert "run the same command again" in message
+    assert not dst.exists()
+    assert counting.frames >= sum(s.frames for s in segments) - 1  # the others all ran
+    # A rerun retries only the failed segment (and fails the same way: the data is still broken).
+    again = Counting()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VideoWarning)
+        with pytest.raises(MediaError, match="segment 2/"):
+            run_job(src, dst, again, segment_seconds=0.7, options=OPTS)
+    assert again.frames == middle.frames - 1
+
+
+def test_disk_full_while_joining_keeps_the_segments(sources: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    src, dst = sources["chaplin"], tmp_path / "out.mp4"
+    real = join._remuxed
+
+    def filling(*args):  # noqa: ANN002, ANN202 - the disk fills up after 30 packets
+        for i, item in enumerate(real(*args)):
+            if i == 30:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            yield item
+
+    monkeypatch.setattr(join, "_remuxed", filling)
+    with pytest.raises(MediaError, match="No space left on device"):
+        run_job(src, dst, x2, segment_seconds=0.7, options=OPTS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [job_dir_for(dst).name]  # no output, no temp file
+    monkeypatch.setattr(join, "_remuxed", real)
+    counting = Counting()
+    run_job(src, dst, counting, segment_seconds=0.7, options=OPTS)
+    assert counting.frames == 0 and decode_all(dst)[0] == packet_times(src)[0]
+
+
+# -- the command -------------------------------------------------------------------------------------
+
+
+def test_cli_segment_seconds(sources: dict[str, Path], tmp_path: Path, one_thread: None) -> None:
+    src = tmp_path / "tiny.mp4"
+    remake(sources["vfr"], src, seconds=10, size=(48, 32), codec="libx264", gop=6,
+           options={"preset": "veryfast", "bf": "2"})
+    dst = tmp_path / "tiny_x2.mp4"
+    result = CliRunner().invoke(main, ["video", str(src), "-o", str(dst), "--scale", "2", "--preset", "veryfast",
+                                       "--segment-seconds", "0.7", "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    times, frames, errors = decode_all(dst)
+    assert errors == [] and times == packet_times(src)[0] and frames[0].shape == (64, 96, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.mp4", "tiny_x2.mp4"]

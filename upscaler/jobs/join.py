@@ -1,0 +1,214 @@
+"""Join a job's segment files into the output: their video packets, remuxed, with every other stream of the
+source (copied, or re-encoded where the container needs it), its chapters and tags, all written once."""
+
+from __future__ import annotations
+
+import heapq
+import warnings
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.container
+import av.stream
+from av.stream import Disposition
+
+from ..errors import MediaError
+from ..fileio import atomic_output
+from ..video.options import EncoderPlan
+from ..video.pipeline import VideoWarning
+from ..video.probe import _reason, open_input
+from ..video.remux import add_transcoded_audio, copy_tags, plan_streams
+
+# (seconds, packet) streams merged into one, so the muxer interleaves from a short buffer.
+Timed = tuple[float, av.Packet]
+
+
+def header_mismatch(parts: list[Path]) -> str | None:
+    """Why the segments' streams cannot be concatenated packet for packet (codec, size, format or codec
+    header differ), or None when they can."""
+    first: tuple[object, ...] | None = None
+    for part in parts:
+        with av.open(str(part)) as seg:
+            cc = seg.streams.video[0].codec_context
+            facts = (cc.name, cc.width, cc.height, cc.pix_fmt, bytes(cc.extradata or b""))
+        if first is None:
+            first = facts
+        elif facts[:4] != first[:4]:
+            return f"{part.name} is {' '.join(map(str, facts[:4]))}, not {' '.join(map(str, first[:4]))}"
+        elif facts[4] != first[4]:
+            return f"{part.name} has another codec header (extradata) than {parts[0].name}"
+    return None
+
+
+def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, frames: int,
+                  starts: list[Fraction]) -> None:
+    """Write ``dst`` (temp-then-rename) from the segment files, in order, and ``src``'s other streams.
+
+    ``frames``: how many the source has; any other count is an error, not an output. ``starts``: each
+    segment's first frame time in the source (seconds), which its packets are moved to: a muxer may have
+    shifted them (MP4 edit lists round to its 1/1000 s movie clock). Segments whose codec headers disagree
+    are joined by re-encoding them (with one warning), never silently."""
+    mismatch = header_mismatch(parts)
+    if mismatch is not None:
+        warnings.warn(f"{dst.name}: the segments cannot be joined as they are ({mismatch}): joining them by "
+                      "re-encoding", VideoWarning, stacklevel=3)
+    source, video_in = open_input(src)
+    try:
+        streams = plan_streams(source, video_in, plan.container, dst)
+        for note in streams.warnings:
+            warnings.warn(note, VideoWarning, stacklevel=3)
+        with atomic_output(dst) as tmp:
+            try:
+                output = av.open(str(tmp), mode="w", format=plan.container,
+                                 container_options=plan.container_options)
+            except (av.error.FFmpegError, OSError) as exc:
+                raise MediaError(f"{dst}: cannot create ({_reason(exc)})") from None
+            try:
+                written = _write(output, source, parts, starts, streams.copy, streams.transcode, plan,
+                                 reencode=mismatch is not None)
+                output.close()
+            except (av.error.FFmpegError, OSError) as exc:
+                raise MediaError(f"{dst}: cannot write ({_reason(exc)})") from None
+            finally:
+                output.close()  # a no-op once closed
+            if written != frames:
+                raise MediaError(f"{dst}: the segments hold {written} frames, the source {frames}")
+    finally:
+        source.close()
+
+
+def _write(output: av.container.OutputContainer, source: av.container.InputContainer, parts: list[Path],
+           starts: list[Fraction], copy: frozenset[int], transcode: dict[int, str], plan: EncoderPlan,
+           reencode: bool) -> int:
+    copy_tags({k: v for k, v in source.metadata.items()
+               if k not in ("major_brand", "minor_version", "compatible_brands")}, output.metadata)
+    with av.open(str(parts[0])) as first:
+        template = first.streams.video[0]
+        video = _video_stream(output, template, plan, reencode)
+        copy_tags(template.metadata, video.metadata)
+    video.disposition = Disposition.default
+    others: dict[int, av.stream.Stream] = {}
+    for stream in source.streams:
+        if stream.index in copy:
+            others[stream.index] = out = output.add_stream_from_template(stream)
+            copy_tags(stream.metadata, out.metadata)
+            out.disposition = stream.disposition
+        elif stream.index in transcode:
+            others[stream.index] = add_transcoded_audio(output, stream, transcode[stream.index])
+    chapters = source.chapters()
+    if chapters:
+        output.set_chapters(chapters)
+    output.start_encoding()
+
+    counted = [0]
+
+    def counting(packets: Iterator[Timed]) -> Iterator[Timed]:
+        for item in packets:
+            counted[0] += 1
+            yield item
+
+    packets = _encoded(parts, starts, video) if reencode else _remuxed(parts, starts, video)
+    for _, packet in heapq.merge(counting(packets), _others(source, others, transcode), key=lambda t: t[0]):
+        output.mux(packet)
+    for index in transcode:
+        for packet in others[index].encode(None):
+            output.mux(packet)
+    return counted[0]
+
+
+def _video_stream(output: av.container.OutputContainer, template: av.stream.Stream, plan: EncoderPlan,
+                  reencode: bool) -> av.stream.Stream:
+    if not reencode:
+        video = output.add_stream_from_template(template)
+        video.time_base = template.time_base
+        return video
+    tcc = template.codec_context
+    video = output.add_stream(plan.codec, rate=template.average_rate or template.guessed_rate or 25)
+    cc = video.codec_context
+    cc.width, cc.height, cc.pix_fmt = tcc.width, tcc.height, tcc.pix_fmt
+    cc.time_base = video.time_base = template.time_base
+    cc.color_primaries, cc.color_trc = tcc.color_primaries, tcc.color_trc
+    cc.colorspace, cc.color_range = tcc.colorspace, tcc.color_range
+    if template.sample_aspect_ratio:
+        cc.sample_aspect_ratio = template.sample_aspect_ratio
+    cc.options = dict(plan.codec_options)
+    return video
+
+
+def _remuxed(parts: list[Path], starts: list[Fraction], video: av.stream.Stream) -> Iterator[Timed]:
+    """Each segment's packets in the output's time base, moved to start at its source time. Every segment
+    starts with an IDR frame; only a dts a B-frame encoder put before the previous segment's last one
+    (possible with VFR) is moved up, which keeps dts <= pts."""
+    tb = video.time_base
+    last: int | None = None
+    for part, start in zip(parts, starts, strict=True):
+        with av.open(str(part)) as seg:
+            stream = seg.streams.video[0]
+            first = min(p.pts for p in seg.demux(stream) if p.size and p.pts is not None)
+            shift = round(start / tb) - _rescale(first, stream.time_base, tb)
+        with av.open(str(part)) as seg:
+            for packet in seg.demux(seg.streams.video[0]):
+                if not packet.size:
+                    continue
+                packet.pts = None if packet.pts is None else _rescale(packet.pts, packet.time_base, tb) + shift
+                packet.dts = None if packet.dts is None else _rescale(packet.dts, packet.time_base, tb) + shift
+                packet.time_base = tb
+                if packet.dts is None:
+                    packet.dts = packet.pts
+                if last is not None and packet.dts <= last:
+                    packet.dts = last + 1
+                    if packet.pts is not None and packet.dts > packet.pts:
+                        raise MediaError(f"{part.name}: its timestamps overlap the previous segment's")
+                last = packet.dts
+                packet.stream = video
+                yield float(packet.dts * tb), packet
+
+
+def _encoded(parts: list[Path], starts: list[Fraction], video: av.stream.Stream) -> Iterator[Timed]:
+    """The segments' frames decoded and encoded again as one stream (headers that differ cannot be joined)."""
+    tb = video.time_base
+    for part, start in zip(parts, starts, strict=True):
+        with av.open(str(part)) as seg:
+            shift: int | None = None
+            for frame in seg.decode(seg.streams.video[0]):
+                pts = _rescale(frame.pts, frame.time_base, tb)
+                if shift is None:
+                    shift = round(start / tb) - pts
+                frame.pts, frame.time_base = pts + shift, tb
+                frame.pict_type = av.video.frame.PictureType.NONE
+                for packet in video.encode(frame):
+                    yield float((packet.dts if packet.dts is not None else packet.pts) * tb), packet
+    for packet in video.encode(None):
+        yield float((packet.dts if packet.dts is not None else packet.pts) * tb), packet
+
+
+def _others(source: av.container.InputContainer, others: dict[int, av.stream.Stream],
+            transcode: dict[int, str]) -> Iterator[Timed]:
+    """The source's other streams, in file order: packets copied, or audio decoded for its new encoder."""
+    if not others:
+        return
+    wanted = [s for s in source.streams if s.index in others]
+    try:
+        for packet in source.demux(wanted):
+            out = others[packet.stream.index]
+            if packet.stream.index in transcode:
+                for frame in packet.decode():
+                    for encoded in out.encode(frame):
+                        yield _seconds(encoded), encoded
+            elif packet.size and (packet.dts is not None or packet.pts is not None):
+                seconds = _seconds(packet)
+                packet.stream = out
+                yield seconds, packet
+    except av.error.InvalidDataError as exc:
+        raise MediaError(f"{source.name}: corrupt stream #{packet.stream.index} ({_reason(exc)})") from None
+
+
+def _rescale(ts: int, src: Fraction, dst: Fraction) -> int:
+    return ts if src == dst else round(ts * src / dst)
+
+
+def _seconds(packet: av.Packet) -> float:
+    ts = packet.dts if packet.dts is not None else packet.pts
+    return float(ts * packet.time_base) if ts is not None and packet.time_base else 0.0
