@@ -18,7 +18,7 @@ from .decode import Batch, SideItem
 from .options import EncoderPlan
 from .planes import unpack, write_alpha
 from .probe import VideoInfo, _reason
-from .remux import StreamPlan, add_transcoded_audio, copy_tags
+from .remux import StreamPlan, SubtitleConverter, add_transcoded_audio, copy_tags
 from .yuv_layout import YuvLayout
 
 
@@ -37,6 +37,7 @@ class Writer:
         self.output: av.container.OutputContainer | None = None
         self.video: av.stream.Stream | None = None
         self.others: dict[int, av.stream.Stream] = {}  # input index -> output stream
+        self.subtitles: dict[int, SubtitleConverter] = {}  # input index -> its re-encoder (text subtitles)
         self.size: tuple[int, int] | None = None  # encoded width, height
         self.cropped = False
         self.frames_written = 0
@@ -68,7 +69,8 @@ class Writer:
         # The input's ALPHA_MODE tag describes its alpha, not ours: Matroska flags yuva420p VP9 on its own.
         copy_tags({k: v for k, v in self.source.streams[self.info.index].metadata.items()
                    if k.lower() != "alpha_mode"}, video.metadata)
-        video.disposition = Disposition.default
+        # The input's flags (original, comment...) stay; default, as the upscaled stream is the one to play.
+        video.disposition = self.source.streams[self.info.index].disposition | Disposition.default
         self.video = video
 
         for stream in self.source.streams:
@@ -80,6 +82,8 @@ class Writer:
             elif stream.index in self.streams.transcode:
                 encoder = self.streams.transcode[stream.index]
                 self.others[stream.index] = add_transcoded_audio(output, stream, encoder)
+            elif stream.index in self.streams.subtitles:
+                self.subtitles[stream.index] = SubtitleConverter(output, stream, self.streams.subtitles[stream.index])
 
     # -- called from the encoder thread ------------------------------------------------------------
 
@@ -211,6 +215,10 @@ class Writer:
 
     def _mux_side(self, item: SideItem) -> None:
         assert self.output is not None
+        converter = self.subtitles.get(item.stream_index)
+        if converter is not None and item.packet is not None:
+            self.output.mux(converter.convert(item.packet))
+            return
         out = self.others[item.stream_index]
         if item.packet is not None:
             item.packet.stream = out

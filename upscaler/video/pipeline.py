@@ -140,7 +140,8 @@ def upscale_video(
     try:
         alpha = alpha_decoder(stream, src) is not None
         plan = plan_encoder(options, dst, info.pix_fmt, prefer_hardware, alpha=alpha)
-        streams = plan_streams(container, stream, plan.container, dst) if span is None else StreamPlan()
+        streams = (plan_streams(container, stream, plan.container, dst, convert_subtitles=True) if span is None
+                   else StreamPlan())
         if span is not None and span.seek is not None:
             container.seek(span.seek, stream=stream, backward=True)
         notes = [*plan.notes, *streams.warnings]
@@ -151,7 +152,7 @@ def upscale_video(
         start = time.perf_counter()
         use_planar = (planar is not None and not plan.alpha and planar_handles(info.pix_fmt)
                       and planar_handles(plan.pix_fmt))
-        decoder = Decoder(src, container, stream, info, set(streams.copy), set(streams.transcode),
+        decoder = Decoder(src, container, stream, info, {*streams.copy, *streams.subtitles}, set(streams.transcode),
                           planar=use_planar, strict=strict, alpha=plan.alpha)
         if span is not None:
             decoder = _SpanDecoder(decoder, span)  # type: ignore[assignment]
