@@ -120,7 +120,7 @@ def test_damaged_frames_are_left_out_counted_and_timed(damaged: tuple[Path, tupl
     assert match, note
     count, total, first, last, left_out = match.groups()
     assert int(count) == len(result.damaged) and int(total) == len(packets) and int(left_out) == len(missing)
-    assert result.frames == len(packets) - len(missing)
+    assert result.frames == len(packets) - len(missing) == len(packets) - result.lost
     # The times named are those of the damaged frames, and they begin where the random bytes begin.
     assert float(first) == pytest.approx(min(result.damaged), abs=0.006)
     assert float(last or first) == pytest.approx(max(result.damaged), abs=0.006)

@@ -58,6 +58,7 @@ class VideoResult:
     warnings: tuple[str, ...] = ()
     # Seconds from the start of each damaged input frame: left out (undecodable) or kept (patched up).
     damaged: tuple[float, ...] = ()
+    lost: int = 0  # how many of those are left out: frames = the input's frames - lost
 
     @property
     def fps(self) -> float:
@@ -192,6 +193,7 @@ def upscale_video(
         pix_fmt=plan.pix_fmt,
         warnings=tuple(notes + late),
         damaged=tuple(decoder.damage.frames),
+        lost=len(decoder.damage.lost),
     )
 
 
