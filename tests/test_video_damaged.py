@@ -198,3 +198,19 @@ def test_cli_warns_in_one_line_and_strict_fails(damaged: tuple[Path, tuple[int, 
     assert len(lines) == 1 and lines[0].startswith("upscale: warning: "), err
     assert re.search(r"\d+ of 36 frames damaged at [\d.]+", lines[0]), lines[0]
     assert out.exists() and 0 < len(frame_times(out)) < 36
+
+
+def test_batch_strict_fails_the_damaged_file_only_under_strict(damaged: tuple[Path, tuple[int, int]],
+                                                                tiny_model: Path, one_thread: None,
+                                                                tmp_path: Path) -> None:
+    src, _ = damaged
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    shutil.copy(src, in_dir / "clip.mp4")
+    common = ("-m", str(tiny_model), "-q", "--codec", "libx264", "--preset", "ultrafast")
+    code, err = _cli("batch", str(in_dir), str(tmp_path / "strict"), *common, "--strict")
+    assert code != 0 and "damaged video" in err, err
+    assert not list((tmp_path / "strict").rglob("*.mp4"))
+    code, err = _cli("batch", str(in_dir), str(tmp_path / "lenient"), *common)
+    assert code == 0, err
+    assert "damaged stream" in err and 0 < len(frame_times(tmp_path / "lenient" / "clip.mp4")) < 36
