@@ -230,3 +230,18 @@ def test_alpha_takes_the_rgb_path_with_device_colour(vp9_alpha: Path, tmp_path: 
     assert (result.pix_fmt, planar) == ("yuva420p", [])
     alpha = np.stack([f[..., 3] for f in read_rgba(tmp_path / "out.webm")])
     assert alpha[:-1].min() <= 3 and alpha[:-1].max() >= 252 and alpha[-1].min() == 255
+
+
+def test_cli_alpha_dropped_is_one_warning_line(vp9_alpha: Path, tmp_path: Path, one_thread: None) -> None:
+    from click.testing import CliRunner
+
+    from upscaler.cli import main
+
+    dst = tmp_path / "out.mp4"
+    result = CliRunner().invoke(main, ["video", str(vp9_alpha), "-o", str(dst), "-q", "--preset", "ultrafast",
+                                   "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "alpha" in line]
+    assert lines == ["upscale: warning: alpha channel dropped: libx264 in a .mp4 file cannot store it "
+                     "(libvpx-vp9 in .webm/.mkv or prores_ks in .mov would keep it)"]
+    assert "Traceback" not in result.stderr and dst.exists()
