@@ -21,7 +21,7 @@ from conftest import REPO, shared_path
 from upscaler.batch import output_problem, run_batch
 from upscaler.cli import main
 from upscaler.errors import MediaError
-from upscaler.fileio import atomic_output, lock_path, output_lock, temporary_path
+from upscaler.fileio import atomic_output, check_output_path, lock_path, output_lock, temporary_path
 from upscaler.image.upscale import upscale_image_file
 from upscaler.video.pipeline import upscale_video
 
@@ -168,6 +168,10 @@ def test_a_second_holder_in_another_process_is_refused(tmp_path: Path) -> None:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         with pytest.raises(MediaError, match="another upscale run is writing"), output_lock(dst):
             pass
+        src = tmp_path / "in.png"
+        src.write_bytes(b"x")
+        with pytest.raises(MediaError, match="another upscale run is writing"):  # caught before any work
+            check_output_path(src, dst, overwrite=False)
         assert lock_path(dst).exists()  # the refused one did not remove the holder's lock
     finally:
         holder.kill()

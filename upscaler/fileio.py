@@ -178,7 +178,7 @@ def output_lock(dst: Path, *, overwrite: bool = True) -> Iterator[None]:
     final name exists at rename time.
     """
     dst = Path(dst)
-    _make_parent(dst)
+    made = _make_parent(dst)
     lock = lock_path(dst)
     key = os.path.abspath(lock)
     with _held_guard:
@@ -206,14 +206,20 @@ def output_lock(dst: Path, *, overwrite: bool = True) -> Iterator[None]:
         if fd is not None:
             _remove(lock)  # while still holding it: see _acquire
             os.close(fd)
+        for folder in made:  # a run that wrote nothing leaves no empty folders either
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
-def _make_parent(dst: Path) -> None:
+def _make_parent(dst: Path) -> list[Path]:
+    """Create the output's folder; return the folders made, deepest first."""
     _check_parent(dst)
+    made = [p for p in [dst.parent, *dst.parent.parents] if not p.exists()]
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MediaError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
+    return made
 
 
 def _acquire(lock: Path, dst: Path) -> int | None:
@@ -223,6 +229,9 @@ def _acquire(lock: Path, dst: Path) -> int | None:
     for _ in range(100):
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # a failed run just removed the (empty) folder it had made: make it again
+            _make_parent(dst)
+            continue
         except OSError as exc:
             raise MediaError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
         try:
