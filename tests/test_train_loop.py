@@ -219,7 +219,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path) -> No
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("train: error: interrupted: checkpoint saved at step"), stderr
+    assert len(lines) == 1 and lines[0].startswith("upscale: error: interrupted: checkpoint saved at step"), stderr
     step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert 3 <= step < 100000 and f"step {step} " in lines[0]
     # ``--resume --out`` alone picks the run's saved config back up.

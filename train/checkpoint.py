@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 CHECKPOINT_NAME = "checkpoint.pt"
+_REQUIRED_KEYS = ("step", "rng", "generator")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -26,7 +27,28 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The state ``save_checkpoint`` wrote; a one-line UpscalerError for a file that is unreadable, truncated,
+    not a checkpoint, or that would import code to load (refused, never retried with unsafe unpickling)."""
+    from upscaler.errors import UpscalerError
+    from upscaler.models.loading import classify_load_failure, torch_load_weights
+
+    try:
+        state = torch_load_weights(path)
+    except OSError as exc:
+        raise UpscalerError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    except Exception as exc:
+        kind, found = classify_load_failure(path, exc)
+        if kind == "code":
+            raise UpscalerError(f"{path}: checkpoint refused: it contains pickled code or objects that are not "
+                                f"training state ({found}), which could run arbitrary code; delete it or "
+                                "train into a new --out") from None
+        raise UpscalerError(f"{path}: unreadable checkpoint (corrupt, truncated, or not written by "
+                            "upscale train); refused: delete it or train into a new --out") from None
+    missing = [key for key in _REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise UpscalerError(f"{path}: not a checkpoint of upscale train (no {', '.join(missing)}); "
+                            "delete it or train into a new --out")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

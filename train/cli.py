@@ -20,8 +20,10 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _fail(message: str, code: int = 1) -> None:
-    # One line, no traceback: the message alone says what to fix.
-    click.echo(f"train: error: {message}", err=True)
+    # One line, no traceback, with the same prefix and escaping as every other upscale command.
+    from upscaler.errors import error_line
+
+    click.echo(error_line(message), err=True)
     sys.exit(code)
 
 
@@ -75,7 +77,7 @@ def _fail(message: str, code: int = 1) -> None:
 def train_command(config_path: Path | None, settings: tuple[str, ...], quiet: bool, **flags: Any) -> None:
     """Train a super-resolution generator (PSNR stage or GAN stage) and export .safetensors that
     `upscale --model` loads. Under torchrun it runs DistributedDataParallel."""
-    from upscaler.errors import UpscalerError
+    from upscaler.errors import UpscalerError, interrupt_exit_code, is_out_of_memory, out_of_space
 
     try:
         cfg = _config(config_path, settings, flags)
@@ -86,8 +88,18 @@ def train_command(config_path: Path | None, settings: tuple[str, ...], quiet: bo
         if os.environ.get("UPSCALER_DEBUG"):
             raise
         _fail(str(exc))
-    except KeyboardInterrupt as exc:
-        _fail(str(exc) or "interrupted", 130)
+    except KeyboardInterrupt as exc:  # SIGTERM under `upscale train` arrives as one too (upscaler.cli.run)
+        _fail(str(exc) or "interrupted", interrupt_exit_code(exc))
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc) or os.environ.get("UPSCALER_DEBUG"):
+            raise
+        _fail("out of memory (try a smaller --batch-size or --patch-size)")
+    except OSError as exc:  # e.g. the disk filling up under a checkpoint or the exported weights
+        if os.environ.get("UPSCALER_DEBUG"):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        full = " (out of disk space or over a file-size limit)" if out_of_space(exc) else ""
+        _fail(f"{where}{exc.strerror or exc}{full}")
 
 
 def _config(config_path: Path | None, settings: tuple[str, ...], flags: dict[str, Any]) -> TrainConfig:

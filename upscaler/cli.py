@@ -15,22 +15,31 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import UpscalerError
+from .errors import (
+    Terminated,
+    UpscalerError,
+    error_line,
+    interrupt_exit_code,
+    is_out_of_memory,
+    out_of_space,
+    printable,
+)
 
 err_console = Console(stderr=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     # Pipeline notices (a stream re-encoded, a pixel cropped) are for the user: one plain line each.
-    click.echo(f"upscale: warning: {message}", err=True)
+    click.echo(f"upscale: warning: {printable(str(message))}", err=True)
 
 
 warnings.showwarning = _show_warning
 
 
 def _fail(message: str, code: int = 1) -> None:
-    # One line, no traceback: the message alone tells the user what to fix.
-    click.echo(f"upscale: error: {message}", err=True)
+    # One line, no traceback: the message alone tells the user what to fix. Control characters (a newline in a
+    # file name) are escaped here, the one place errors are printed.
+    click.echo(error_line(message), err=True)
     sys.exit(code)
 
 
@@ -40,16 +49,21 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except UpscalerError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            _fail("interrupted; no output was left behind", 130)
-        except MemoryError:
-            _fail("out of memory (try a smaller --tile or --batch-size)")
+            full = "; out of disk space or over a file-size limit (nothing was left behind)" \
+                if out_of_space(exc) else ""
+            _fail(f"{exc}{full}")
+        except KeyboardInterrupt as exc:
+            _fail(_interrupted(exc), interrupt_exit_code(exc))
+        except (MemoryError, RuntimeError) as exc:  # RuntimeError: torch's allocators (CPU and CUDA)
+            if not is_out_of_memory(exc) or os.environ.get("UPSCALER_DEBUG"):
+                raise
+            _fail("out of memory (try a smaller --outscale, --tile or --batch-size); nothing was left behind")
         except OSError as exc:
             if os.environ.get("UPSCALER_DEBUG"):
                 raise
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-            _fail(f"{where}{exc.strerror or exc}")
+            full = " (out of disk space or over a file-size limit)" if out_of_space(exc) else ""
+            _fail(f"{where}{exc.strerror or exc}{full}")
 
     return wrapper
 
@@ -132,15 +146,20 @@ def run() -> None:
         main(standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
-        _fail("interrupted; no output was left behind", 130)
+    except click.Abort as exc:
+        _fail(_interrupted(exc), interrupt_exit_code(exc))
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
 
 
 def _terminated(signum: int, frame: object) -> None:
-    # Unwind like Ctrl-C, so temporary outputs are removed on the way out.
-    raise KeyboardInterrupt
+    # Unwind like Ctrl-C, so temporary outputs are removed on the way out; the exit code says SIGTERM (143).
+    raise Terminated
+
+
+def _interrupted(exc: BaseException) -> str:
+    what = "terminated" if interrupt_exit_code(exc) == 143 else "interrupted"
+    return f"{what}; no output was left behind"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

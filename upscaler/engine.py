@@ -17,7 +17,7 @@ from .device.cpu_memory import keep_freed_memory
 from .device.samples import as_torch_ready, to_float, to_samples
 from .device.stages import StageTimer, stage
 from .device.transfer import HostTransfer, PendingDownload
-from .errors import ModelLoadError, UpscalerError
+from .errors import ModelLoadError, UpscalerError, warn_if_short_of_space
 from .models.blend import blend_summary, load_blended
 from .models.loading import LoadedModel
 from .resize import bicubic_resize
@@ -28,6 +28,7 @@ from .video.yuv_layout import YuvLayout
 if TYPE_CHECKING:
     from .image.upscale import ImageResult
     from .video import EncodeOptions, VideoResult
+    from .video.probe import VideoInfo
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 Fetch = Callable[[], np.ndarray]
@@ -257,6 +258,7 @@ class Upscaler:
         def from_rgb(y: torch.Tensor) -> torch.Tensor:
             return to_samples(y.mul(peak).round_().permute(0, 2, 3, 1), batch.dtype.itemsize).contiguous()
 
+        self.check_memory(len(batch), batch.shape[2], batch.shape[1], batch.dtype.itemsize)
         fetch = self._submit(batch, to_rgb, from_rgb)
         return (lambda: fetch()[0]) if single else fetch
 
@@ -269,6 +271,7 @@ class Upscaler:
         if frames.ndim != 2 or frames.shape[1] != src.length or frames.dtype != src.dtype:
             raise UpscalerError(f"expected flat {src.pix_fmt} frames (N, {src.length}) of {src.dtype}, "
                                 f"got {frames.shape} {frames.dtype}")
+        self.check_memory(len(frames), src.width, src.height, frames.dtype.itemsize)
         return self._submit(frames, lambda x: yuv_to_rgb(x, src),
                             lambda y: rgb_to_yuv(y[:, :, : dst.height, : dst.width], dst))
 
@@ -280,6 +283,27 @@ class Upscaler:
         """
         return self.submit_planes(frames, src, dst)()
 
+    def check_memory(self, frames: int, width: int, height: int, itemsize: int = 1) -> None:
+        """Refuse, before any work, ``frames`` frames of ``width``x``height`` whose output cannot fit in memory
+        (``--outscale 2000`` would otherwise end in the allocator's traceback). Tiles bound the network's own
+        memory, but each output frame is whole: the float32 RGB frame the tiles are stitched into and the one
+        it is resized or scaled into (24 bytes a pixel, on the model's device), and the samples on the host."""
+        out_w, out_h = self.output_size(width, height)
+        pixels = out_w * out_h
+        chunk = min(frames, self.batch_size)
+        on_device = chunk * pixels * 24
+        on_host = frames * pixels * 3 * itemsize + (on_device if self.device.type == "cpu" else 0)
+        for need, where in ((on_host, "host"), (on_device if self.device.type == "cuda" else 0, "cuda")):
+            if need < _MEMORY_CHECK_FROM:
+                continue
+            have = _available_memory(self.device if where == "cuda" else None)
+            if have is not None and need > have:
+                what = "GPU memory" if where == "cuda" else "memory"
+                raise UpscalerError(
+                    f"the output would be {out_w}x{out_h} pixels ({pixels / 1e6:,.0f} MP) a frame: that needs "
+                    f"about {_gib(need)} of {what}, and {_gib(have)} is available (use a smaller --outscale"
+                    f"{' or --batch-size' if chunk > 1 else ''})")
+
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the output for an input of that size."""
         return round(width * self.outscale), round(height * self.outscale)
@@ -288,9 +312,22 @@ class Upscaler:
 
     def upscale_image(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                       overwrite: bool = False, quality: int | None = None) -> ImageResult:
+        from .image.io import estimated_file_size
         from .image.upscale import upscale_image_file
 
-        return upscale_image_file(Path(src), Path(dst), self.upscale_array, overwrite=overwrite, quality=quality)
+        warned: list[bool] = []
+
+        def rgb_fn(frames: np.ndarray) -> np.ndarray:
+            # The first call comes once the input has been read and checked: the free-space warning is never a
+            # second line beside an input error, and still comes before the network runs.
+            if not warned:
+                self.check_memory(len(frames), frames.shape[2], frames.shape[1], frames.dtype.itemsize)
+                out_w, out_h = self.output_size(frames.shape[2], frames.shape[1])
+                warned.append(warn_if_short_of_space(
+                    dst, estimated_file_size(dst, out_w, out_h, 3, frames.dtype.itemsize)))
+            return self.upscale_array(frames)
+
+        return upscale_image_file(Path(src), Path(dst), rgb_fn, overwrite=overwrite, quality=quality)
 
     def upscale_video(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
                       options: EncodeOptions | None = None, overwrite: bool = False,
@@ -313,9 +350,17 @@ class Upscaler:
             run = run_job
             job = {"segment_seconds": segment_seconds, "model": self.model_key(), "on_resume": on_resume,
                    "notice": notice}
+        def started(info: VideoInfo) -> None:
+            # Called once the input and the encoder have been checked, before the first frame; a refusal of an
+            # output too big for memory comes first, without a warning line beside it.
+            self.check_memory(self.batch_size, info.width, info.height)
+            warn_if_short_of_space(dst, video_size_estimate(Path(src), self.outscale))
+            if on_start is not None:
+                on_start(info)
+
         return run(Path(src), Path(dst), self.upscale_array, options=options or EncodeOptions(),
                    batch_size=self.batch_size, overwrite=overwrite, progress=progress,
-                   on_start=on_start, timer=self.timer, sequential=sequential,
+                   on_start=started, timer=self.timer, sequential=sequential,
                    prefer_hardware=self.device.type == "cuda",
                    planar=self if self.colour_on_device else None,
                    frame_submit=self.submit_array, strict=strict, **job)
@@ -349,6 +394,40 @@ class Upscaler:
         return (f"{self.loaded.arch} x{self.scale} ({what}) on {self.device}"
                 f" {str(self.dtype).removeprefix('torch.')}{' (fp32 for >8-bit samples)' if self._auto_bf16 else ''},"
                 f" tile {self.tile or 'off'}")
+
+
+def video_size_estimate(src: Path, outscale: float) -> int:
+    """A rough size of ``src`` upscaled: its size times the pixel ratio over 4 (at our default CRF an upscaled
+    frame costs far fewer bits per pixel than the source's, whose detail it only spreads out)."""
+    try:
+        return int(src.stat().st_size * outscale**2 / 4)
+    except OSError:
+        return 0
+
+
+_MEMORY_CHECK_FROM = 256 << 20  # below this an output always fits; skips reading the free memory per batch
+
+
+def _available_memory(device: torch.device | None) -> int | None:
+    """Bytes an allocation can still get: free GPU memory plus what torch's cache holds (``device``), or the
+    host's available memory plus free swap; None when unknown."""
+    if device is not None:
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/meminfo") as f:
+            fields = {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in f if ":" in line)}
+        return fields["MemAvailable"] + fields.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
 
 
 def _pick_device(device: str) -> torch.device:

@@ -15,7 +15,11 @@ Decisions, so callers know what to expect:
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
+import sys
+import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +87,16 @@ def image_format(path: Path) -> str:
     return fmt
 
 
+# Bytes written per raw sample byte, roughly, for the free-space estimate (upscaled pixels compress well).
+_SIZE_RATIO = {"png": 0.5, "tiff": 0.7, "bmp": 1.0, "jpeg": 0.15, "webp": 0.1}
+
+
+def estimated_file_size(path: Path | str, width: int, height: int, channels: int = 3, itemsize: int = 1) -> int:
+    """A rough size of an image of that shape written to ``path`` (format from its extension), 0 if unknown."""
+    fmt = _FORMAT_BY_EXT.get(Path(path).suffix.lower())
+    return int(width * height * channels * itemsize * _SIZE_RATIO[fmt]) if fmt else 0
+
+
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     """One channel from RGB with ITU-R BT.601 luma weights (what OpenCV and JPEG use), dtype kept."""
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -105,7 +119,7 @@ def read_image(path: Path | str) -> Image:
     if data.size == 0:
         raise MediaError(f"{path}: empty file")
 
-    with _quiet_opencv():
+    with _quiet_opencv(), _native_stderr_captured() as complaints:
         try:
             arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         except cv2.error:
@@ -113,7 +127,8 @@ def read_image(path: Path | str) -> Image:
     sniffed = _sniff_format(data[:16].tobytes())
     if arr is None or arr.size == 0:
         if sniffed:
-            raise MediaError(f"{path}: corrupt or truncated {sniffed.upper()} image (cannot decode)")
+            reason = _decoder_reason(complaints)
+            raise MediaError(f"{path}: corrupt or truncated {sniffed.upper()} image (cannot decode{reason})")
         raise MediaError(f"{path}: not an image (cannot decode)")
 
     header = _read_header(path)
@@ -250,6 +265,47 @@ def _quiet_opencv() -> Iterator[None]:
         logging.setLogLevel(previous)
 
 
+_STDERR_LOCK = threading.Lock()
+_CAPTURE_LIMIT = 64 * 1024
+
+
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[list[str]]:
+    """Collect what C libraries write straight to file descriptor 2 during the block (libpng's "libpng error:
+    bad adaptive filter value", libtiff's warnings): OpenCV's log level does not reach them, and our MediaError
+    must stay the only line. The lines are in the yielded list after the block."""
+    lines: list[str] = []
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to protect
+            yield lines
+            return
+        try:
+            with tempfile.TemporaryFile() as sink:
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield lines
+                finally:
+                    os.dup2(saved, 2)
+                    sink.seek(0)
+                    lines.extend(sink.read(_CAPTURE_LIMIT).decode("utf-8", "replace").splitlines())
+        finally:
+            os.close(saved)
+
+
+def _decoder_reason(complaints: list[str]) -> str:
+    """``": bad adaptive filter value"`` from the decoder's captured error lines, or ""."""
+    for line in complaints:
+        text = line.strip()
+        for prefix in ("libpng error:", "libpng warning:", "Corrupt JPEG data:", "Premature end of JPEG file"):
+            if text.startswith(prefix):
+                detail = text[len(prefix):].strip() if prefix.endswith(":") else text
+                return f": {detail}" if detail else ""
+    return ""
+
+
 # -------------------------------------------------------------------------------------------- write
 
 
@@ -309,7 +365,7 @@ def write_image(path: Path | str, image: Image, quality: int | None = None) -> l
 def _encode(path: Path, fmt: str, pixels: np.ndarray, params: list[int], icc: bytes | None) -> np.ndarray:
     ext = _CV_EXT[fmt]
     try:
-        with _quiet_opencv():
+        with _quiet_opencv(), _native_stderr_captured():
             if icc is not None:
                 meta = [np.frombuffer(icc, dtype=np.uint8)]
                 ok, buf = cv2.imencodeWithMetadata(ext, pixels, [cv2.IMAGE_METADATA_ICCP], meta, params)

@@ -6,10 +6,13 @@ Pickled files are read with ``weights_only=True`` only: a file needing arbitrary
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickletools
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,27 +127,106 @@ def _read_safetensors(path: Path, name: str) -> tuple[dict[str, torch.Tensor], d
 
 def _read_pickle(path: Path, name: str) -> Any:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about TorchScript archives before failing on them
-            return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load_weights(path)
     except OSError:
         raise
     except Exception as exc:
-        text = str(exc)
-        if "TorchScript" in text:
+        kind, found = classify_load_failure(path, exc)
+        if kind == "torchscript":
             raise ModelLoadError(
                 f"{name}: TorchScript archives are not supported; save a state dict"
             ) from exc
-        # Only an unsupported *global* means the file asks to import and run code; other weights-only failures
-        # (unknown opcodes, e.g. random bytes or a plain pickle.dump) mean it is not a torch.save file at all.
-        if "Weights only load failed" in text and re.search(r"Unsupported (global|class)|GLOBAL ", text):
-            found = re.search(r"GLOBAL ([\w.]+)", text)
-            what = f" ({found[1]})" if found else ""
+        if kind == "code":
             raise ModelLoadError(
-                f"{name}: contains pickled Python objects{what} that would run arbitrary code to load; "
-                "refusing (re-save it as a plain state dict or .safetensors)"
+                f"{name}: contains pickled code or objects that are not plain weights ({found}: loading it "
+                "could run arbitrary code); refused (re-save it as a plain state dict or .safetensors)"
             ) from exc
         raise ModelLoadError(f"{name}: not a PyTorch weights file, or it is corrupt or truncated") from exc
+
+
+def torch_load_weights(path: Path) -> Any:
+    """``torch.load`` that never unpickles code (``weights_only=True``), onto the CPU, without torch's warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript archives, pickle protocols torch did not write
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def classify_load_failure(path: Path, exc: BaseException) -> tuple[str, str]:
+    """Why ``torch_load_weights(path)`` failed: ("torchscript", ""), ("code", the first offending global), or
+    ("corrupt", ""). torch's own text names a global only when its unpickler got that far; a pickle of another
+    protocol (``pickle.dump`` of an object with ``__reduce__``) fails on an opcode first, so the file's pickles
+    are also scanned (parsed, never executed) for imports of anything but tensors' building blocks."""
+    text = str(exc)
+    if "TorchScript" in text:
+        return "torchscript", ""
+    if "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            return "code", found[1]
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            return "code", unsafe[0]
+    return "corrupt", ""
+
+
+def _unsafe_globals(path: Path, limit: int = 16) -> list[str]:
+    """The globals the pickles in ``path`` import that torch's weights-only unpickler does not allow."""
+    try:
+        allowed = set(torch._weights_only_unpickler._get_allowed_globals())  # private: guarded below
+    except Exception:
+        allowed = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter"}
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                blobs = [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")][:limit]
+        else:
+            blobs = [path.read_bytes()]
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
+        return []
+    found: list[str] = []
+    for blob in blobs:
+        found += [g for g in _pickle_globals(blob, limit) if g not in allowed]
+    return found
+
+
+def _pickle_globals(blob: bytes, limit: int) -> list[str]:
+    """``module.name`` of each GLOBAL / STACK_GLOBAL / INST in the pickles laid end to end in ``blob`` (torch's
+    legacy format writes several), read with pickletools: opcodes are parsed, nothing is imported or run."""
+    stream, names = io.BytesIO(blob), []
+    for _ in range(limit):  # pickles one after another; the legacy format's raw tensor bytes end the scan
+        strings: list[str] = []  # STACK_GLOBAL's module and name are the last two strings pushed
+        memo: dict[Any, str] = {}
+        memoized = 0
+        last: str | None = None  # the string the previous opcode pushed, if it pushed one
+        try:
+            for op, arg, _pos in pickletools.genops(stream):
+                if op.name in ("GLOBAL", "INST"):
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                if "UNICODE" in op.name and isinstance(arg, str):
+                    strings.append(arg)
+                    last = arg
+                    continue
+                if op.name == "MEMOIZE":
+                    if last is not None:
+                        memo[memoized] = last
+                    memoized += 1
+                    continue
+                if op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    if last is not None:
+                        memo[arg] = last
+                    continue
+                if op.name in ("GET", "BINGET", "LONG_BINGET") and arg in memo:
+                    strings.append(memo[arg])
+                    last = memo[arg]
+                    continue
+                last = None
+        except Exception:  # not (or no longer) a pickle
+            break
+        if stream.tell() >= len(blob):
+            break
+    return names
 
 
 def _find_state_dict(raw: Any, name: str) -> dict[str, torch.Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +46,23 @@ _PRESET_OPTION = {
     "libvpx-vp9": "cpu-used",
     "prores_ks": "profile",
 }
+
+# The presets each encoder takes, checked before it is opened: x264 and x265 print their own "invalid preset"
+# line to stderr on a wrong one, which would break the one-line error. Names: x264/x265's fixed list, NVENC's
+# (FFmpeg's nvenc.h: p1-p7 and the older names); numbers: FFmpeg's option ranges (SVT-AV1 -2..13, VP9
+# cpu-used -8..8, prores_ks profile -1..5 or its names).
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                 "placebo")
+_PRESETS: dict[str, tuple[tuple[str, ...], tuple[int, int] | None]] = {
+    "libx264": (_X26X_PRESETS, None),
+    "libx265": (_X26X_PRESETS, None),
+    "libsvtav1": ((), (-2, 13)),
+    "libvpx-vp9": ((), (-8, 8)),
+    "h264_nvenc": (("p1", "p2", "p3", "p4", "p5", "p6", "p7", "default", "slow", "medium", "fast", "hp", "hq",
+                    "bd", "ll", "llhq", "llhp", "lossless", "losslesshp"), None),
+    "prores_ks": (("auto", "proxy", "lt", "standard", "hq", "4444", "4444xq"), (-1, 5)),
+}
+_PRESETS["hevc_nvenc"] = _PRESETS["h264_nvenc"]
 
 # Options every run of a codec gets: quiet x265 (it prints to stderr itself), constant-quality VP9
 # needs a zero bitrate, FFV1 level 3 is the multithreaded, checksummed archival variant.
@@ -287,6 +305,8 @@ def _try_open(codec: str, pix_fmt: str, codec_options: dict[str, str]) -> None:
     ctx.width, ctx.height, ctx.pix_fmt = 64, 64, pix_fmt
     ctx.time_base = Fraction(1, 25)
     ctx.options = dict(codec_options)
+    if codec == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")  # errors only: SVT-AV1 prints a banner on stderr otherwise
     try:
         ctx.open()
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -318,5 +338,23 @@ def _codec_options(codec: str, options: EncodeOptions) -> dict[str, str]:
             raise MediaError(f"{codec}: crf must be between {lo} and {hi} (got {crf})")
         out[key] = str(crf)
     if options.preset is not None:
+        _check_preset(codec, str(options.preset))
         out[_PRESET_OPTION.get(codec, "preset")] = str(options.preset)
     return out
+
+
+def _check_preset(codec: str, preset: str) -> None:
+    names, numbers = _PRESETS.get(codec, ((), None))
+    if not names and numbers is None:
+        return  # an encoder we hold no list for: opening it (``_try_open``) is the check
+    if preset in names:
+        return
+    if numbers is not None:
+        lo, hi = numbers
+        try:
+            if lo <= int(preset) <= hi:
+                return
+        except ValueError:
+            pass
+    takes = [*names, f"{numbers[0]}..{numbers[1]}"] if numbers is not None else list(names)
+    raise MediaError(f"{codec}: cannot start encoding: unknown preset {preset!r} (it takes {', '.join(takes)})")
