@@ -214,3 +214,29 @@ def test_batch_strict_fails_the_damaged_file_only_under_strict(damaged: tuple[Pa
     code, err = _cli("batch", str(in_dir), str(tmp_path / "lenient"), *common)
     assert code == 0, err
     assert "damaged stream" in err and 0 < len(frame_times(tmp_path / "lenient" / "clip.mp4")) < 36
+
+
+def test_damaged_audio_that_is_re_encoded_is_counted(clips: Path, tmp_path: Path, out_dir: Path) -> None:
+    """Audio re-encoded for the output (AAC into .webm) is decoded, so its damage is found and reported in
+    the same one warning; the video is whole."""
+    data = bytearray((clips / "realshort.mp4").read_bytes())
+    with av.open(str(clips / "realshort.mp4")) as c:
+        audio = [(p.pos, p.size, float(p.pts * p.time_base)) for p in c.demux(c.streams.audio[0]) if p.size]
+    rng = np.random.default_rng(1)
+    for pos, size, _ in audio[10:20]:
+        data[pos:pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    src = tmp_path / "bad_audio.mp4"
+    src.write_bytes(bytes(data))
+    webm = EncodeOptions(codec="libvpx-vp9")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = upscale_video(src, out_dir / "out.webm", shrink, options=webm)
+    notes = [str(w.message) for w in caught if "damaged" in str(w.message)]
+    assert len(notes) == 1, notes
+    match = re.search(r"(\d+) audio packets could not be decoded \(silence\) at ([\d.]+)", notes[0])
+    assert match and int(match.group(1)) == 10, notes[0]
+    assert float(match.group(2)) == pytest.approx(audio[10][2], abs=0.03)
+    assert result.frames == 36 and result.damaged == ()
+    with pytest.raises(MediaError, match=r"damaged audio \(stream #1\) near"):
+        upscale_video(src, out_dir / "strict.webm", shrink, options=webm, strict=True)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["out.webm"]

@@ -19,16 +19,12 @@ from ..errors import MediaError
 from .colour import DECODE_INTERPOLATION, RANGE_FULL, ColourTags
 from .options import has_alpha
 from .planes import layout_for, pack, read_alpha
-from .probe import VideoInfo, _reason
+from .probe import VideoInfo, _reason, is_damage
 from .yuv_layout import YuvLayout
 
 # A run of audio/subtitle packets with no video frame in between is sent on in chunks of this size,
 # so a long audio tail (or a file whose video ends early) never piles up in memory.
 _MAX_SIDE_ITEMS = 256
-
-# What a decoder raises on damaged data; the demuxer has already moved on to the next packet, so decoding
-# can go on from there. Anything else (out of memory, a broken decoder) still stops the run.
-_DAMAGE_ERRORS = (av.error.InvalidDataError, av.error.PatchWelcomeError)
 
 # Damaged frames closer together than this many nominal frame durations are reported as one time span.
 _SPAN_GAP_FRAMES = 2.5
@@ -135,7 +131,7 @@ class Decoder:
         self.planar = planar
         self.layout: YuvLayout | None = None
         stream.codec_context.thread_type = "AUTO"
-        self._codec = _alpha_decoder(stream, path) if self.alpha and stream.codec_context.name == "vp9" \
+        self._codec = _libvpx_decoder(stream, path) if self.alpha and stream.codec_context.name in _LIBVPX \
             else stream.codec_context
         # Damaged data: counted and reported, or (strict) an error at the first damaged frame.
         self.strict = strict
@@ -197,7 +193,9 @@ class Decoder:
             self._waiting.add(packet.pts)
         try:
             frames = self._codec.decode(packet)
-        except _DAMAGE_ERRORS as exc:
+        except av.error.FFmpegError as exc:
+            if not is_damage(exc):
+                raise  # out of memory, a failing decoder: not the data's fault
             at = self._seconds(packet.pts, packet.time_base)
             if self.strict:
                 # The error surfaces a few packets late: the earliest frame still out is the nearer guess.
@@ -220,7 +218,9 @@ class Decoder:
     def _decode_audio(self, packet: av.Packet) -> list[av.AudioFrame]:
         try:
             return packet.decode()
-        except _DAMAGE_ERRORS as exc:
+        except av.error.FFmpegError as exc:
+            if not is_damage(exc):
+                raise
             at = self._seconds(packet.pts, packet.time_base)
             if self.strict:
                 raise DamagedStream(f"{self.path}: damaged audio (stream #{packet.stream.index}) near {at:.2f} s "
@@ -353,19 +353,23 @@ def _spans(times: list[float], fps: float) -> str:
     return f"{text} s" + (f" and {more} more spans" if more > 0 else "")
 
 
-def alpha_decoder(stream: av.video.stream.VideoStream, path: Path) -> str | None:
-    """The decoder that gives this stream's alpha, or None when it has none.
+# VP8/VP9 code alpha as a side channel (Matroska BlockAdditional, flagged ALPHA_MODE=1) that only libvpx
+# decodes: FFmpeg's native vp8/vp9 decoders ignore it.
+_LIBVPX = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
 
-    VP9 codes alpha as a side channel (Matroska BlockAdditional, flagged ALPHA_MODE=1) that only libvpx-vp9
-    decodes: FFmpeg's native vp9 decoder ignores it. Browsers' MediaRecorder flags every VP9 recording so,
-    alpha or not, so the first packet is looked at too (in a separate open of ``path``).
+
+def alpha_decoder(stream: av.video.stream.VideoStream, path: Path) -> str | None:
+    """The decoder that gives this stream's alpha (libvpx for VP8/VP9 alpha), or None when it has none.
+
+    Browsers' MediaRecorder flags every VP9 recording ALPHA_MODE=1, alpha or not, so the first packet is looked
+    at too (in a separate open of ``path``).
     """
     cc = stream.codec_context
     if cc is None:
         return None
-    if cc.name == "vp9":
+    if cc.name in _LIBVPX:
         tagged = any(k.lower() == "alpha_mode" and v.strip() == "1" for k, v in stream.metadata.items())
-        return "libvpx-vp9" if tagged and _first_packet_has_alpha(path, stream.index) else None
+        return _LIBVPX[cc.name] if tagged and _first_packet_has_alpha(path, stream.index) else None
     return cc.name if cc.pix_fmt and has_alpha(cc.pix_fmt) else None
 
 
@@ -380,12 +384,13 @@ def _first_packet_has_alpha(path: Path, index: int) -> bool:
     return False
 
 
-def _alpha_decoder(stream: av.video.stream.VideoStream, path: Path) -> av.CodecContext:
-    """A libvpx-vp9 decoder in place of the stream's own, for VP9 with alpha."""
+def _libvpx_decoder(stream: av.video.stream.VideoStream, path: Path) -> av.CodecContext:
+    """A libvpx decoder in place of the stream's own, for VP8/VP9 with alpha."""
+    name = _LIBVPX[stream.codec_context.name]
     try:
-        ctx = av.CodecContext.create("libvpx-vp9", "r")
+        ctx = av.CodecContext.create(name, "r")
     except (av.error.FFmpegError, ValueError):
-        raise MediaError(f"{path}: cannot read its alpha channel: no libvpx-vp9 decoder in this PyAV build") from None
+        raise MediaError(f"{path}: cannot read its alpha channel: no {name} decoder in this PyAV build") from None
     ctx.extradata = stream.codec_context.extradata
     ctx.thread_count = 0  # libvpx: one thread per core
     return ctx

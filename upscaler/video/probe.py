@@ -154,7 +154,9 @@ def _first_rotation(container: av.container.InputContainer, stream: av.video.str
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
-            except (av.error.InvalidDataError, av.error.PatchWelcomeError):
+            except av.error.FFmpegError as exc:
+                if not is_damage(exc):
+                    raise
                 continue
             if frames:
                 return int(frames[0].rotation)
@@ -167,6 +169,16 @@ def stream_title(stream: av.stream.Stream) -> str | None:
     """The track's title: Matroska reports it as "title", the mov/mp4 demuxer as "name" (its udta box)."""
     tags = {k.lower(): v for k, v in stream.metadata.items()}
     return tags.get("title") or tags.get("name")
+
+
+# Decoders report bad data under many codes (INVALIDDATA mostly; AAC also EPERM, others EINVAL or PATCHWELCOME),
+# and the demuxer has already moved past the packet: a decoder's error is the data's, bar these.
+_NOT_DAMAGE = (av.error.MemoryError, av.error.ExternalError)
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether a decoder's error means a damaged packet (pass over it) rather than a failing decoder."""
+    return isinstance(exc, av.error.FFmpegError) and not isinstance(exc, _NOT_DAMAGE)
 
 
 def _codec_name(stream: av.stream.Stream) -> str:

@@ -14,6 +14,8 @@ import av.container
 import av.stream
 from av.subtitles.subtitle import SubtitleSet
 
+from .probe import is_damage
+
 # Audio encoders to fall back on when a track cannot be copied, per muxer: what players expect there.
 _AUDIO_FALLBACK: dict[str, tuple[str, ...]] = {
     "webm": ("libopus", "libvorbis"),
@@ -128,7 +130,9 @@ class SubtitleConverter:
             return []
         try:
             cues = self.decoder.decode2(packet)
-        except (av.error.InvalidDataError, av.error.PatchWelcomeError):
+        except av.error.FFmpegError as exc:
+            if not is_damage(exc):
+                raise
             return []
         start = round(packet.pts * packet.time_base / _MS)
         length = round((packet.duration or 0) * packet.time_base / _MS) if packet.duration else None
