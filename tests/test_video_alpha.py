@@ -245,3 +245,14 @@ def test_cli_alpha_dropped_is_one_warning_line(vp9_alpha: Path, tmp_path: Path, 
     assert lines == ["upscale: warning: alpha channel dropped: libx264 in a .mp4 file cannot store it "
                      "(libvpx-vp9 in .webm/.mkv or prores_ks in .mov would keep it)"]
     assert "Traceback" not in result.stderr and dst.exists()
+
+
+def test_vp8_alpha_is_read_too(tmp_path: Path, clips: Path) -> None:
+    """VP8 WebM with alpha (older transparent web video): read with libvpx, written as VP9 with alpha."""
+    if "libvpx" not in av.codecs_available:
+        pytest.skip("no libvpx in this PyAV build")
+    src = make_alpha_clip(tmp_path / "vp8.webm", clips, "libvpx", "yuva420p", {"b": "2M", "auto-alt-ref": "0"})
+    result, said = run(src, tmp_path / "out.webm")
+    assert (result.codec, result.pix_fmt, said) == ("libvpx-vp9", "yuva420p", [])
+    alpha = np.stack([f[..., 3] for f in read_rgba(tmp_path / "out.webm")])
+    assert alpha[:-1].min() <= 3 and alpha[:-1].max() >= 252 and alpha[-1].min() == 255

@@ -104,7 +104,7 @@ def upscale_video(
       (primaries, transfer, matrix, range), so a player does not re-guess from the new, larger size.
       >8-bit input stays >8-bit where the encoder allows (libx264/x265, SVT-AV1, VP9, FFV1, ProRes), and
       4:4:4 / 4:2:2 keep their chroma subsampling likewise (else one VideoWarning says what is written).
-    - Alpha (VP9 with ALPHA_MODE, ProRes 4444, FFV1, PNG/QTRLE video) goes through ``frame_fn`` as a gray
+    - Alpha (VP8/VP9 with ALPHA_MODE, ProRes 4444, FFV1, PNG/QTRLE video) goes through ``frame_fn`` as a gray
       image, as images' alpha does, and is encoded where the output can store it (VP9 yuva420p in
       .webm/.mkv, ProRes 4444, FFV1); elsewhere it is dropped with one VideoWarning naming codecs that keep it.
     - Size: with a chroma-subsampled output format (yuv420p...) an odd width/height - possible with a
