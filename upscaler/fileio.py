@@ -35,7 +35,8 @@ class OutputBusy(MediaError):
 
 
 def check_output_path(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse to write over the input, and over an existing output unless asked to."""
+    """Refuse to write over the input, and over an existing output unless asked to; and fail before any work
+    on what would only stop the write later: an unwritable folder, a name too long, another run writing it."""
     if not src.exists():
         raise MediaError(f"{src}: no such file")
     if src.is_dir():
