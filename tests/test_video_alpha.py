@@ -256,3 +256,14 @@ def test_vp8_alpha_is_read_too(tmp_path: Path, clips: Path) -> None:
     assert (result.codec, result.pix_fmt, said) == ("libvpx-vp9", "yuva420p", [])
     alpha = np.stack([f[..., 3] for f in read_rgba(tmp_path / "out.webm")])
     assert alpha[:-1].min() <= 3 and alpha[:-1].max() >= 252 and alpha[-1].min() == 255
+
+
+def test_444_alpha_on_vp9_says_what_it_writes() -> None:
+    """libvpx codes alpha in 4:2:0 only (it lists yuva444p but will not open with it)."""
+    from upscaler.video.options import plan_encoder
+
+    plan = plan_encoder(EncodeOptions(), Path("out.webm"), "yuva444p", alpha=True)
+    assert (plan.codec, plan.pix_fmt, plan.alpha) == ("libvpx-vp9", "yuva420p", True)
+    assert plan.notes == ("libvpx-vp9 has no 4:4:4 mode with alpha here: writing yuva420p",)
+    ffv1 = plan_encoder(EncodeOptions(codec="ffv1"), Path("out.mkv"), "yuva444p", alpha=True)
+    assert (ffv1.pix_fmt, ffv1.notes) == ("yuva444p", ())

@@ -220,7 +220,7 @@ def _plan(options: EncodeOptions, name: str, dst: Path, muxer: str, src_pix_fmt:
         if keep_alpha and not has_alpha(pix_fmt):
             keep_alpha = False
             notes.append(f"alpha channel dropped: {codec.name} has no alpha pixel format here")
-        notes.extend(_fallback_note(codec.name, pix_fmt, depth, _chroma_of(src_pix_fmt)))
+        notes.extend(_fallback_note(codec.name, pix_fmt, depth, _chroma_of(src_pix_fmt), keep_alpha))
     if alpha and not holds_alpha:
         notes.append(_alpha_dropped(codec.name, dst, muxer))
     codec_options = _codec_options(codec.name, options)
@@ -282,13 +282,14 @@ def _pick_format(codec: str, formats: list[str], depth: int, chroma: tuple[int, 
     return min(usable, key=rank)
 
 
-def _fallback_note(codec: str, pix_fmt: str, depth: int, chroma: tuple[int, int]) -> list[str]:
+def _fallback_note(codec: str, pix_fmt: str, depth: int, chroma: tuple[int, int], alpha: bool) -> list[str]:
     """One line when the chosen format keeps less than the input had: fewer bits, coarser chroma or both."""
     sub = _chroma_of(pix_fmt)
     missing = [f"{depth}-bit"] if depth > 8 and bit_depth(pix_fmt) == 8 else []
     if sub[0] > chroma[0] or sub[1] > chroma[1]:
         missing.append(_CHROMA_NAMES.get(chroma, "full-chroma"))
-    return [f"{codec} has no {' '.join(missing)} mode here: writing {pix_fmt}"] if missing else []
+    mode = " ".join([*missing, "mode"] + (["with alpha"] if alpha else []))
+    return [f"{codec} has no {mode} here: writing {pix_fmt}"] if missing else []
 
 
 def _alpha_dropped(codec: str, dst: Path, muxer: str) -> str:
