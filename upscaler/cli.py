@@ -218,7 +218,7 @@ def image(src: Path, dst: Path | None, quality: int | None, overwrite: bool, qui
     dst = dst or default_output(src, up.outscale)
     result = up.upscale_image(src, dst, overwrite=overwrite, quality=quality)
     for note in result.notes:
-        click.echo(f"upscale: note: {note}", err=True)
+        click.echo(f"upscale: note: {printable(note)}", err=True)
     if not quiet:
         err_console.print(f"wrote {escape(str(dst))}: {result.out_size[0]}x{result.out_size[1]}")
 
@@ -267,7 +267,7 @@ def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str | None, crf: int 
         if quiet:  # no table was printed: name each failure, one line each
             for item in report.files:
                 if item.status == "failed":
-                    click.echo(f"upscale: failed: {item.src}: {item.note}", err=True)
+                    click.echo(printable(f"upscale: failed: {item.src}: {item.note}"), err=True)
         _fail(f"{report.failed_count} file(s) failed" + ("" if quiet else " (see the table above)"))
 
 
