@@ -4,6 +4,7 @@ the joined output against the source and the single pipeline, resume after SIGKI
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import signal
@@ -39,10 +40,15 @@ def x2(batch: np.ndarray) -> np.ndarray:
 
 
 def remake(src: Path, dst: Path, *, seconds: float, size: tuple[int, int], codec: str, gop: int,
-           options: dict[str, str] | None = None, container_options: dict[str, str] | None = None) -> Path:
+           options: dict[str, str] | None = None, container_options: dict[str, str] | None = None,
+           chapters: list[dict] | None = None, title: str | None = None) -> Path:
     """``src``'s first ``seconds``, shrunk and re-encoded with a keyframe every ``gop`` frames; its own
     timestamps (VFR stays VFR) and its audio packets kept."""
     with av.open(str(src)) as inp, av.open(str(dst), "w", container_options=container_options or {}) as out:
+        if chapters:
+            out.set_chapters(chapters)
+        if title:
+            out.metadata["title"] = title
         v, a = inp.streams.video[0], inp.streams.audio[0]
         ov = out.add_stream(codec, rate=v.average_rate or 25)
         ov.width, ov.height, ov.pix_fmt = *size, "yuv420p"
@@ -184,6 +190,23 @@ def test_join_matches_source_and_single_pipeline(sources: dict[str, Path], name:
     assert min(psnr(a, b) for a, b in zip(frames, single_frames, strict=True)) > 40
 
 
+def test_join_keeps_chapters_and_tags_and_reencodes_audio(sources: dict[str, Path], tmp_path: Path) -> None:
+    chapters = [{"id": i + 1, "start": i * 1000, "end": (i + 1) * 1000, "time_base": Fraction(1, 1000),
+                 "metadata": {"title": f"Part {i + 1}"}} for i in range(3)]
+    src = remake(sources["chaplin"], tmp_path / "in.mkv", seconds=3.0, size=(160, 90), codec="libx264", gop=12,
+                 options={"preset": "veryfast", "bf": "2"}, chapters=chapters, title="Chaplin")
+    dst = tmp_path / "out.webm"  # no MP3 in WebM: the join re-encodes it (as the single pipeline would)
+    with pytest.warns(VideoWarning, match="re-encoded as libopus"):
+        run_job(src, dst, x2, segment_seconds=0.7, options=EncodeOptions(preset="8"))
+    times, _, errors = decode_all(dst)
+    assert errors == [] and len(times) == len(packet_times(src)[0])
+    with av.open(str(dst)) as c:
+        assert c.metadata.get("title") == "Chaplin"
+        assert [ch["metadata"]["title"] for ch in c.chapters()] == ["Part 1", "Part 2", "Part 3"]
+        assert [s.codec_context.name for s in c.streams] == ["vp9", "opus"]
+    assert audio_end(dst) == pytest.approx(audio_end(src), abs=0.05)
+
+
 def test_headers_that_differ_are_joined_by_reencoding(sources: dict[str, Path], tmp_path: Path) -> None:
     src = sources["chaplin"]
     segments = plan_segments(scan_video(src), 1.0)
@@ -273,6 +296,24 @@ def test_sigkill_then_rerun_redoes_only_unfinished_segments(sources: dict[str, P
     assert errors == [] and result.frames == total and times == packet_times(src)[0]
     assert not job_dir_for(dst).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_progress_counts_resumed_frames_but_not_in_fps() -> None:
+    from rich.console import Console
+
+    from upscaler.progress import frame_progress
+
+    with frame_progress("job", False, Console(file=io.StringIO())) as bar:
+        bar.start(100)
+        bar.resume(40)
+        for _ in range(2):
+            time.sleep(0.05)
+            bar.advance(5)
+        assert bar._progress is not None
+        task = bar._progress.tasks[0]
+        assert (task.completed, task.total) == (50, 100)
+        # 5 frames in the ~0.05 s between the two batches: the 40 resumed ones are not this run's speed.
+        assert task.speed is not None and task.speed < 5 / 0.04
 
 
 def _interrupt_after(frames: int):  # noqa: ANN202
