@@ -110,9 +110,10 @@ def upscale_video(
     - Size: with a chroma-subsampled output format (yuv420p...) an odd width/height - possible with a
       fractional outscale - is cropped by one pixel on the right/bottom edge, never padded.
     - Other streams (audio, subtitles, data, attachments) are copied packet for packet. One the
-      output container cannot hold is re-encoded if it is audio (Opus for .webm, AAC for .mp4/.mov)
-      and dropped otherwise; each case is reported as a VideoWarning and in ``result.warnings``.
-      Container and stream tags (language, title...) and the display rotation are carried over.
+      output container cannot hold is re-encoded if it is audio (Opus for .webm, AAC for .mp4/.mov) or
+      text subtitles (mov_text, ASS for .mkv, WebVTT for .webm) and dropped otherwise; each case is
+      reported as a VideoWarning and in ``result.warnings``. Container and stream tags (language,
+      title...), every stream's flags (default, forced...) and the display rotation are carried over.
     - Errors the user can cause raise a one-line MediaError, and no output file is left behind
       (not even a temporary one), also on Ctrl-C.
     - Damaged data (frames the decoder rejects or flags as patched up): the run goes on without them
