@@ -41,7 +41,7 @@ def x2(batch: np.ndarray) -> np.ndarray:
 
 def remake(src: Path, dst: Path, *, seconds: float, size: tuple[int, int], codec: str, gop: int,
            options: dict[str, str] | None = None, container_options: dict[str, str] | None = None,
-           chapters: list[dict] | None = None, title: str | None = None) -> Path:
+           chapters: list[dict] | None = None, title: str | None = None, rotation: int | None = None) -> Path:
     """``src``'s first ``seconds``, shrunk and re-encoded with a keyframe every ``gop`` frames; its own
     timestamps (VFR stays VFR) and its audio packets kept."""
     with av.open(str(src)) as inp, av.open(str(dst), "w", container_options=container_options or {}) as out:
@@ -54,6 +54,8 @@ def remake(src: Path, dst: Path, *, seconds: float, size: tuple[int, int], codec
         ov.width, ov.height, ov.pix_fmt = *size, "yuv420p"
         ov.codec_context.time_base = ov.time_base = v.time_base
         ov.codec_context.options = {"g": str(gop), **(options or {})}
+        if rotation is not None:
+            ov.set_display_rotation(rotation)
         oa = out.add_stream_from_template(a)
         for packet in inp.demux(v, a):
             if packet.stream is v:
@@ -80,9 +82,9 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         # B-frames (and mp3 audio) at 25 fps, a keyframe every 0.48 s.
         "chaplin": remake(clips / "chaplin.mp4", folder / "chaplin.mp4", seconds=3.0, size=(160, 90),
                           codec="libx264", gop=12, options=x264),
-        # A phone clip's variable frame rate, with B-frames.
+        # A phone clip's variable frame rate and display rotation, with B-frames.
         "vfr": remake(clips / "fire_vfr.mp4", folder / "fire_vfr.mp4", seconds=10, size=(160, 90),
-                      codec="libx264", gop=3, options=x264),
+                      codec="libx264", gop=3, options=x264, rotation=90),
         # WebM without a duration (or cues) in the header, VP9 + Opus.
         "nodur": remake(clips / "no_duration_vp9_opus.webm", folder / "nodur.webm", seconds=10,
                         size=(160, 90), codec="libvpx-vp9", gop=12, container_options={"live": "1"},
@@ -183,6 +185,8 @@ def test_join_matches_source_and_single_pipeline(sources: dict[str, Path], name:
     assert max(abs(a - b) for a, b in zip(times, src_times, strict=True)) <= tolerance
     if name == "vfr":
         assert len({round(float(b - a), 3) for a, b in zip(times, times[1:], strict=False)}) > 1
+        with av.open(str(joined)) as c:
+            assert next(c.decode(video=0)).rotation == 90
     assert len(packet_times(joined)[1]) >= 3  # one IDR per segment at least
     assert audio_end(joined) == pytest.approx(audio_end(src), abs=0.03)
     single_times, single_frames, _ = decode_all(single)
@@ -292,10 +296,16 @@ def test_sigkill_then_rerun_redoes_only_unfinished_segments(sources: dict[str, P
     assert resumed == [done_frames] and "resuming" in notices[0]
     assert counting.frames == total - done_frames, "finished segments must not be redone"
     assert not set(kept) & set(recorded)
-    times, _, errors = decode_all(dst)
+    times, frames, errors = decode_all(dst)
     assert errors == [] and result.frames == total and times == packet_times(src)[0]
     assert not job_dir_for(dst).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+    # The same result as a run that was never interrupted.
+    whole = tmp_path / "whole" / "out.mp4"
+    run_job(src, whole, lambda b: b, segment_seconds=0.7, options=OPTS, batch_size=2)
+    whole_times, whole_frames, _ = decode_all(whole)
+    assert whole_times == times
+    assert min(psnr(a, b) for a, b in zip(frames, whole_frames, strict=True)) > 40
 
 
 def test_progress_counts_resumed_frames_but_not_in_fps() -> None:
