@@ -118,7 +118,9 @@ def test_an_allocator_failure_is_one_line(still: Path, tmp_path: Path) -> None:
     # torch's CPU allocator then fails mid-run with its RuntimeError.
     proc = upscale("image", still, "-o", tmp_path / "big.png", "--outscale", "400", "-q",
                    limits={resource.RLIMIT_DATA: 2 << 30})
-    assert "out of memory" in one_error_line(proc)
+    line = one_error_line(proc)
+    # On a machine with under ~3.5 GB available the up-front check refuses it first: one line either way.
+    assert "out of memory" in line or "--outscale" in line
     assert leftovers(tmp_path, still) == []
 
 
