@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from conftest import REPO
 
 from upscaler.cli import main
-from upscaler.errors import MediaError
+from upscaler.errors import MediaError, UpscalerError
 from upscaler.jobs import join, run_job
 from upscaler.jobs.manifest import job_dir_for
 from upscaler.jobs.segments import plan_segments, scan_video
@@ -440,9 +440,42 @@ def test_cli_segment_seconds(sources: dict[str, Path], tmp_path: Path, one_threa
     src = tmp_path / "tiny.mp4"
     remake(sources["vfr"], src, seconds=10, size=(48, 32), codec="libx264", gop=6,
            options={"preset": "veryfast", "bf": "2"})
+    assert len(plan_segments(scan_video(src), 0.7)) >= 2
     dst = tmp_path / "tiny_x2.mp4"
     result = CliRunner().invoke(main, ["video", str(src), "-o", str(dst), "--scale", "2", "--preset", "veryfast",
                                        "--segment-seconds", "0.7", "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    times, frames, errors = decode_all(dst)
+    assert errors == [] and times == packet_times(src)[0] and frames[0].shape == (64, 96, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.mp4", "tiny_x2.mp4"]
+
+
+# -- --workers (Ray) ---------------------------------------------------------------------------------
+
+
+def test_workers_without_ray_is_one_clear_error(sources: dict[str, Path], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, installed or not
+    dst = tmp_path / "out.mp4"
+    result = CliRunner().invoke(main, ["video", str(sources["chaplin"]), "-o", str(dst), "--workers", "2", "-q"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("upscale: error: --workers 2 needs Ray") and "upscaler[cluster]" in lines[0]
+    assert not dst.exists() and not job_dir_for(dst).exists()
+    with pytest.raises(UpscalerError, match="needs Ray"):
+        run_job(sources["chaplin"], dst, x2, segment_seconds=0.7, workers=2, replica=lambda: (x2, {}))
+
+
+def test_workers_on_ray(sources: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    src = tmp_path / "tiny.mp4"
+    remake(sources["vfr"], src, seconds=10, size=(48, 32), codec="libx264", gop=6,
+           options={"preset": "veryfast", "bf": "2"})
+    assert len(plan_segments(scan_video(src), 0.7)) >= 2
+    dst = tmp_path / "tiny_x2.mp4"
+    result = CliRunner().invoke(main, ["video", str(src), "-o", str(dst), "--scale", "2", "--device", "cpu",
+                                       "--preset", "veryfast", "--segment-seconds", "0.7", "--workers", "2",
+                                       "--quiet"])
     assert result.exit_code == 0, result.stderr
     times, frames, errors = decode_all(dst)
     assert errors == [] and times == packet_times(src)[0] and frames[0].shape == (64, 96, 3)

@@ -178,15 +178,22 @@ def main() -> None:
 @click.option("--segment-seconds", type=click.FloatRange(min=0), default=60, show_default=True,
               help="Run a long video as segments of about this length, cut at keyframes, kept in a hidden job "
               "folder beside the output: a rerun after a crash or Ctrl-C redoes only unfinished ones (0 = off).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the segments on this many Ray workers, each with its own copy of the model (needs "
+              "pip install \"upscaler[cluster]\"; RAY_ADDRESS joins a running cluster).")
 @user_errors
 def video(src: Path, dst: Path | None, codec: str | None, crf: int | None, preset: str | None, pix_fmt: str | None,
-          overwrite: bool, quiet: bool, strict: bool, segment_seconds: float, **model_kw: Any) -> None:
+          overwrite: bool, quiet: bool, strict: bool, segment_seconds: float, workers: int, **model_kw: Any) -> None:
     """Upscale a video, keeping audio, subtitles, timestamps and colour tags."""
     from .progress import frame_progress
     from .video import EncodeOptions
 
     if not src.exists():
         raise UpscalerError(f"{src}: no such file")
+    if workers > 1:
+        from .jobs.cluster import require_ray
+
+        require_ray(workers)  # before the model loads
     up = _make_upscaler(**model_kw)
     dst = dst or default_output(src, up.outscale)
     options = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
@@ -195,7 +202,7 @@ def video(src: Path, dst: Path | None, codec: str | None, crf: int | None, prese
     with frame_progress(src.name, quiet, err_console) as bar:
         result = up.upscale_video(src, dst, options=options, overwrite=overwrite, progress=bar.advance,
                                   on_start=lambda info: bar.start(info.frames), strict=strict,
-                                  segment_seconds=segment_seconds, on_resume=bar.resume,
+                                  segment_seconds=segment_seconds, on_resume=bar.resume, workers=workers,
                                   notice=None if quiet else lambda line: err_console.print(escape(line)))
     if not quiet:
         err_console.print(f"wrote {escape(str(dst))}: {result.frames} frames {result.width}x{result.height} "

@@ -67,6 +67,10 @@ class Upscaler:
         compile: bool = False,
         colour_convert: ColourConvert = "auto",
     ) -> None:
+        # How to build this Upscaler again in another process (``--workers``: one per Ray actor).
+        self.spec = {"model": model, "blend": blend, "strength": strength, "scale": scale, "device": device,
+                     "precision": precision, "tile": tile, "tile_overlap": tile_overlap, "outscale": outscale,
+                     "batch_size": batch_size, "compile": compile, "colour_convert": colour_convert}
         # With a strength, ``model`` is blended with ``blend`` (or its zoo partner) here, once, in fp32, before
         # the precision cast below: one network, at one network's cost (see blend.py).
         self.loaded = load_blended(model, blend=blend, strength=strength, scale=scale)
@@ -335,11 +339,12 @@ class Upscaler:
                       on_start: Callable[..., None] | None = None, sequential: bool = False,
                       strict: bool = False, segment_seconds: float | None = None,
                       on_resume: Callable[[int], None] | None = None,
-                      notice: Callable[[str], None] | None = None) -> VideoResult:
+                      notice: Callable[[str], None] | None = None, workers: int = 1) -> VideoResult:
         """Upscale a video file; ``strict``: a damaged frame is an error, not a warning.
 
         ``segment_seconds``: run it as a resumable job of segments about that long (``upscaler.jobs``), keyed
-        on this model; ``on_resume(n)`` hears of the frames an earlier, interrupted run finished."""
+        on this model; ``on_resume(n)`` hears of the frames an earlier, interrupted run finished. ``workers``
+        > 1: the segments run on that many Ray actors, each with a copy of this model (``spec``)."""
         from .video import EncodeOptions, upscale_video
 
         run: Callable[..., VideoResult] = upscale_video
@@ -349,7 +354,9 @@ class Upscaler:
 
             run = run_job
             job = {"segment_seconds": segment_seconds, "model": self.model_key(), "on_resume": on_resume,
-                   "notice": notice}
+                   "notice": notice, "workers": workers, "replica": functools.partial(video_replica, self.spec)}
+        elif workers > 1:
+            raise UpscalerError(f"--workers {workers} runs segments: it needs --segment-seconds above 0")
         def started(info: VideoInfo) -> None:
             # Called once the input and the encoder have been checked, before the first frame; a refusal of an
             # output too big for memory comes first, without a warning line beside it.
@@ -394,6 +401,14 @@ class Upscaler:
         return (f"{self.loaded.arch} x{self.scale} ({what}) on {self.device}"
                 f" {str(self.dtype).removeprefix('torch.')}{' (fp32 for >8-bit samples)' if self._auto_bf16 else ''},"
                 f" tile {self.tile or 'off'}")
+
+
+def video_replica(spec: dict[str, object]) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, object]]:
+    """An Upscaler built from ``spec`` (in a worker process): the frame function and pipeline arguments its
+    ``upscale_video`` would use."""
+    up = Upscaler(**spec)  # type: ignore[arg-type]
+    return up.upscale_array, {"batch_size": up.batch_size, "prefer_hardware": up.device.type == "cuda",
+                              "planar": up if up.colour_on_device else None, "frame_submit": up.submit_array}
 
 
 def video_size_estimate(src: Path, outscale: float) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from ..video.options import EncodeOptions, plan_encoder
 from ..video.pipeline import Span, VideoResult, VideoWarning, upscale_video
 from ..video.probe import VideoInfo, probe_video
 from ..video.steps import FrameFn
+from . import cluster
 from .join import join_segments
 from .manifest import JobDir
 from .segments import Segment, plan_segments, scan_video
@@ -44,6 +47,8 @@ def run_job(
     on_resume: Callable[[int], None] | None = None,
     notice: Callable[[str], None] | None = None,
     prefer_hardware: bool = False,
+    workers: int = 1,
+    replica: Callable[[], Replica] | None = None,
     **pipeline: Any,
 ) -> VideoResult:
     """``upscale_video`` as a resumable job of segments of about ``segment_seconds``, cut at keyframes.
@@ -54,9 +59,18 @@ def run_job(
     ``on_resume(n)`` the frames finished by an earlier run; ``notice`` one-line news (what is resumed). A
     segment that fails is reported and the others still run; the job then raises one MediaError naming the
     failed ones, and keeps the folder so a rerun redoes only those. Other arguments go to ``upscale_video``.
+
+    ``workers`` > 1: the segments run on that many Ray actors (``pip install "upscaler[cluster]"``; a running
+    cluster is joined where ``RAY_ADDRESS`` says, else one is started on this machine), each building its model
+    once with ``replica()`` (picklable), which returns its frame function and pipeline arguments. The job folder
+    must then be on a file system every worker sees. Progress advances a segment at a time.
     """
     src, dst = Path(src), Path(dst)
     options = options or EncodeOptions()
+    if workers > 1:
+        cluster.require_ray(workers)
+        if replica is None:
+            raise ValueError("workers > 1 needs a replica() to build each worker's model")
     check_output_path(src, dst, overwrite)
     segments = plan_segments(scan_video(src), segment_seconds)
     if len(segments) < 2:
@@ -64,14 +78,19 @@ def run_job(
                              on_start=on_start, prefer_hardware=prefer_hardware, **pipeline)
     # The output's lock, held for the whole job, also keeps a second run out of its job folder.
     with output_lock(dst, overwrite=overwrite):
-        return _run(src, dst, frame_fn, segments, options, segment_seconds, model, progress, on_start, on_resume,
-                    notice, prefer_hardware, pipeline)
+        pipeline["prefer_hardware"] = prefer_hardware
+        runner: Runner = functools.partial(_local, src, frame_fn, options, progress, pipeline)
+        if workers > 1:
+            assert replica is not None
+            runner = functools.partial(cluster.run_segments, src, workers, replica, options, progress,
+                                       {"strict": pipeline.get("strict", False)})
+        return _run(src, dst, segments, options, segment_seconds, model, on_start, on_resume, notice,
+                    prefer_hardware, runner)
 
 
-def _run(src: Path, dst: Path, frame_fn: FrameFn, segments: list[Segment], options: EncodeOptions,
-         segment_seconds: float, model: str, progress: Callable[[int], None] | None,
+def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, segment_seconds: float, model: str,
          on_start: Callable[[VideoInfo], None] | None, on_resume: Callable[[int], None] | None,
-         notice: Callable[[str], None] | None, prefer_hardware: bool, pipeline: dict[str, Any]) -> VideoResult:
+         notice: Callable[[str], None] | None, prefer_hardware: bool, runner: Runner) -> VideoResult:
     info = probe_video(src)
     plan = plan_encoder(options, dst, info.pix_fmt, prefer_hardware)
     job, stale = JobDir.open(dst, job_key(src, dst, options, model, segment_seconds))
@@ -90,19 +109,21 @@ def _run(src: Path, dst: Path, frame_fn: FrameFn, segments: list[Segment], optio
     start = time.perf_counter()
     failed: list[str] = []
     seen: dict[str, None] = {}  # each segment repeats its pipeline's warnings: say each once
-    for segment in segments:
-        if segment in done:
-            continue
-        path = job.segment_path(segment.index, dst.suffix)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                _run_segment(src, path, job, segment, frame_fn, options, progress, prefer_hardware, pipeline)
-            except MediaError as exc:
-                job.forget(segment.index)
-                failed.append(f"{segment.describe(len(segments))}: {exc}")
-        for w in caught:
-            seen.setdefault(str(w.message).replace(path.name, dst.name))
+    todo = [(s, job.segment_path(s.index, dst.suffix)) for s in segments if s not in done]
+    for outcome in runner(todo):
+        segment, path = outcome.segment, outcome.path
+        for message in outcome.warnings:
+            seen.setdefault(message.replace(path.name, dst.name))
+        error = outcome.error
+        if error is None and outcome.frames != segment.frames:
+            error = f"decoded {outcome.frames} of its {segment.frames} frames"
+        if error is None:
+            job.record(segment.index, path, frames=outcome.frames, width=outcome.width, height=outcome.height)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            job.forget(segment.index)
+            failed.append(f"{segment.describe(len(segments))}: {error}")
     for message in seen:
         warnings.warn(message, VideoWarning, stacklevel=2)
     if failed:
@@ -118,13 +139,41 @@ def _run(src: Path, dst: Path, frame_fn: FrameFn, segments: list[Segment], optio
                        warnings=tuple(seen))
 
 
-def _run_segment(src: Path, path: Path, job: JobDir, segment: Segment, frame_fn: FrameFn, options: EncodeOptions,
-                 progress: Callable[[int], None] | None, prefer_hardware: bool, pipeline: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one segment: its file's frames and size, its pipeline's warnings, or its error."""
+
+    segment: Segment
+    path: Path
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+
+# The frame function and upscale_video arguments a worker's own model gives (``Upscaler``: see engine.py).
+Replica = tuple[FrameFn, dict[str, Any]]
+Runner = Callable[[list[tuple[Segment, Path]]], Iterator[Outcome]]
+
+
+def encode_segment(src: Path, path: Path, segment: Segment, frame_fn: FrameFn, options: EncodeOptions,
+                   progress: Callable[[int], None] | None, pipeline: dict[str, Any]) -> Outcome:
+    """One segment through the ordinary pipeline into ``path``; a MediaError becomes the outcome's error
+    (here or in a Ray worker alike)."""
     with contextlib.suppress(OSError):
         path.unlink()  # a damaged or unvouched-for file of an earlier run
-    result = upscale_video(src, path, frame_fn, options=options, progress=progress, prefer_hardware=prefer_hardware,
-                           span=Span(segment.start, segment.end, segment.seek), **pipeline)
-    if result.frames != segment.frames:
-        path.unlink()
-        raise MediaError(f"decoded {result.frames} of its {segment.frames} frames")
-    job.record(segment.index, path, frames=result.frames, width=result.width, height=result.height)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = upscale_video(src, path, frame_fn, options=options, progress=progress, overwrite=True,
+                                   span=Span(segment.start, segment.end, segment.seek), **pipeline)
+        except MediaError as exc:
+            return Outcome(segment, path, warnings=tuple(str(w.message) for w in caught), error=str(exc))
+    return Outcome(segment, path, result.frames, result.width, result.height, tuple(str(w.message) for w in caught))
+
+
+def _local(src: Path, frame_fn: FrameFn, options: EncodeOptions, progress: Callable[[int], None] | None,
+           pipeline: dict[str, Any], todo: list[tuple[Segment, Path]]) -> Iterator[Outcome]:
+    for segment, path in todo:
+        yield encode_segment(src, path, segment, frame_fn, options, progress, pipeline)
