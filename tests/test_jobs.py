@@ -340,9 +340,10 @@ def _interrupt_after(frames: int):  # noqa: ANN202
 
 def test_changed_options_make_the_job_stale(sources: dict[str, Path], tmp_path: Path) -> None:
     src, dst = sources["chaplin"], tmp_path / "out.mp4"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as interrupted:
         run_job(src, dst, _interrupt_after(40), segment_seconds=0.7, options=OPTS)
     assert job_dir_for(dst).exists() and not dst.exists()
+    assert "segments are kept in" in interrupted.value.__notes__[0]
     assert not list(job_dir_for(dst).glob(".*partial*")), "Ctrl-C leaves no temporary segment"
     counting = Counting()
     with pytest.warns(VideoWarning, match="stale .*starting afresh"):
@@ -448,6 +449,31 @@ def test_cli_segment_seconds(sources: dict[str, Path], tmp_path: Path, one_threa
     times, frames, errors = decode_all(dst)
     assert errors == [] and times == packet_times(src)[0] and frames[0].shape == (64, 96, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.mp4", "tiny_x2.mp4"]
+
+
+def test_cli_ctrl_c_says_the_segments_are_kept(sources: dict[str, Path], tmp_path: Path, one_thread: None,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from upscaler.engine import Upscaler
+
+    src = tmp_path / "tiny.mp4"
+    remake(sources["vfr"], src, seconds=10, size=(48, 32), codec="libx264", gop=6,
+           options={"preset": "veryfast", "bf": "2"})
+    calls = []
+
+    def interrupted(self: Upscaler, frames: np.ndarray):  # noqa: ANN202 - the queued frame function
+        calls.append(len(frames))
+        if sum(calls) > 15:  # past the first segment
+            raise KeyboardInterrupt
+        return lambda: x2(frames)
+
+    monkeypatch.setattr(Upscaler, "submit_array", interrupted)
+    dst = tmp_path / "tiny_x2.mp4"
+    result = CliRunner().invoke(main, ["video", str(src), "-o", str(dst), "--scale", "2", "--preset", "veryfast",
+                                       "--segment-seconds", "0.7", "--colour-convert", "swscale", "--quiet"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 130 and len(lines) == 1, result.stderr
+    assert "interrupted; no output was left behind" in lines[0] and "the same command resumes" in lines[0]
+    assert not dst.exists() and job_dir_for(dst).exists()
 
 
 # -- --workers (Ray) ---------------------------------------------------------------------------------

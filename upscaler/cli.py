@@ -159,7 +159,8 @@ def _terminated(signum: int, frame: object) -> None:
 
 def _interrupted(exc: BaseException) -> str:
     what = "terminated" if interrupt_exit_code(exc) == 143 else "interrupted"
-    return f"{what}; no output was left behind"
+    # A segmented job adds where its finished segments wait for the rerun.
+    return "; ".join([f"{what}; no output was left behind", *getattr(exc, "__notes__", ())])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

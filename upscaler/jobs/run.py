@@ -110,7 +110,31 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
     failed: list[str] = []
     seen: dict[str, None] = {}  # each segment repeats its pipeline's warnings: say each once
     todo = [(s, job.segment_path(s.index, dst.suffix)) for s in segments if s not in done]
-    for outcome in runner(todo):
+    try:
+        _collect(runner(todo), job, segments, dst, failed, seen)
+        for message in seen:
+            warnings.warn(message, VideoWarning, stacklevel=2)
+        if failed:
+            kept = len(segments) - len(failed)
+            raise MediaError(f"{src}: {'; '.join(failed)} ({kept} of {len(segments)} segments done and kept in "
+                             f"{job.path}: run the same command again to retry the failed ones)")
+        parts = [job.path / job.segments[s.index]["file"] for s in segments]
+        join_segments(src, parts, dst, plan, total, [s.first for s in segments])
+    except KeyboardInterrupt as exc:
+        exc.add_note(f"{len(job.segments)} of {len(segments)} segments are kept in {job.path}: "
+                     "the same command resumes")
+        raise
+    job.remove()
+    first = job.segments[segments[0].index]
+    return VideoResult(path=dst, frames=total, width=first["width"], height=first["height"],
+                       elapsed=time.perf_counter() - start, codec=plan.codec, pix_fmt=plan.pix_fmt,
+                       warnings=tuple(seen))
+
+
+def _collect(outcomes: Iterator[Outcome], job: JobDir, segments: list[Segment], dst: Path, failed: list[str],
+             seen: dict[str, None]) -> None:
+    """Vouch for each segment that came out whole; note the others' errors, and every warning once."""
+    for outcome in outcomes:
         segment, path = outcome.segment, outcome.path
         for message in outcome.warnings:
             seen.setdefault(message.replace(path.name, dst.name))
@@ -124,19 +148,6 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
                 path.unlink()
             job.forget(segment.index)
             failed.append(f"{segment.describe(len(segments))}: {error}")
-    for message in seen:
-        warnings.warn(message, VideoWarning, stacklevel=2)
-    if failed:
-        kept = len(segments) - len(failed)
-        raise MediaError(f"{src}: {'; '.join(failed)} ({kept} of {len(segments)} segments done and kept in "
-                         f"{job.path}: run the same command again to retry the failed ones)")
-    parts = [job.path / job.segments[s.index]["file"] for s in segments]
-    join_segments(src, parts, dst, plan, total, [s.first for s in segments])
-    job.remove()
-    first = job.segments[segments[0].index]
-    return VideoResult(path=dst, frames=total, width=first["width"], height=first["height"],
-                       elapsed=time.perf_counter() - start, codec=plan.codec, pix_fmt=plan.pix_fmt,
-                       warnings=tuple(seen))
 
 
 @dataclass(frozen=True)
