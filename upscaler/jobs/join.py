@@ -19,7 +19,7 @@ from ..fileio import atomic_output
 from ..video.options import EncoderPlan
 from ..video.pipeline import VideoWarning
 from ..video.probe import _reason, open_input
-from ..video.remux import add_transcoded_audio, copy_tags, plan_streams
+from ..video.remux import StreamPlan, SubtitleConverter, add_transcoded_audio, copy_tags, plan_streams
 
 # (seconds, packet) streams merged into one, so the muxer interleaves from a short buffer.
 Timed = tuple[float, av.Packet]
@@ -56,7 +56,7 @@ def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, fr
                       "re-encoding", VideoWarning, stacklevel=3)
     source, video_in = open_input(src)
     try:
-        streams = plan_streams(source, video_in, plan.container, dst)
+        streams = plan_streams(source, video_in, plan.container, dst, convert_subtitles=True)
         for note in streams.warnings:
             warnings.warn(note, VideoWarning, stacklevel=3)
         with atomic_output(dst) as tmp:
@@ -66,7 +66,7 @@ def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, fr
             except (av.error.FFmpegError, OSError) as exc:
                 raise MediaError(f"{dst}: cannot create ({_reason(exc)})") from None
             try:
-                written = _write(output, source, parts, starts, streams.copy, streams.transcode, plan,
+                written = _write(output, source, video_in, parts, starts, streams, plan,
                                  reencode=mismatch is not None)
                 output.close()
             except (av.error.FFmpegError, OSError) as exc:
@@ -79,24 +79,27 @@ def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, fr
         source.close()
 
 
-def _write(output: av.container.OutputContainer, source: av.container.InputContainer, parts: list[Path],
-           starts: list[Fraction], copy: frozenset[int], transcode: dict[int, str], plan: EncoderPlan,
-           reencode: bool) -> int:
+def _write(output: av.container.OutputContainer, source: av.container.InputContainer, video_in: av.stream.Stream,
+           parts: list[Path], starts: list[Fraction], streams: StreamPlan, plan: EncoderPlan, reencode: bool) -> int:
+    """The streams, tags and chapters as the single pipeline's Writer sets them; then every packet."""
     copy_tags({k: v for k, v in source.metadata.items()
                if k not in ("major_brand", "minor_version", "compatible_brands")}, output.metadata)
     with av.open(str(parts[0])) as first:
-        template = first.streams.video[0]
-        video = _video_stream(output, template, plan, reencode)
-        copy_tags(template.metadata, video.metadata)
-    video.disposition = Disposition.default
+        video = _video_stream(output, first.streams.video[0], plan, reencode)
+    copy_tags({k: v for k, v in video_in.metadata.items() if k.lower() != "alpha_mode"}, video.metadata)
+    video.disposition = video_in.disposition | Disposition.default
     others: dict[int, av.stream.Stream] = {}
+    subtitles: dict[int, SubtitleConverter] = {}
+    transcode = streams.transcode
     for stream in source.streams:
-        if stream.index in copy:
+        if stream.index in streams.copy:
             others[stream.index] = out = output.add_stream_from_template(stream)
             copy_tags(stream.metadata, out.metadata)
             out.disposition = stream.disposition
         elif stream.index in transcode:
             others[stream.index] = add_transcoded_audio(output, stream, transcode[stream.index])
+        elif stream.index in streams.subtitles:
+            subtitles[stream.index] = SubtitleConverter(output, stream, streams.subtitles[stream.index])
     chapters = source.chapters()
     if chapters:
         output.set_chapters(chapters)
@@ -110,7 +113,8 @@ def _write(output: av.container.OutputContainer, source: av.container.InputConta
             yield item
 
     packets = _encoded(parts, starts, video) if reencode else _remuxed(parts, starts, video)
-    for _, packet in heapq.merge(counting(packets), _others(source, others, transcode), key=lambda t: t[0]):
+    side = _others(source, others, transcode, subtitles)
+    for _, packet in heapq.merge(counting(packets), side, key=lambda t: t[0]):
         output.mux(packet)
     for index in transcode:
         for packet in others[index].encode(None):
@@ -149,21 +153,38 @@ def _remuxed(parts: list[Path], starts: list[Fraction], video: av.stream.Stream)
             first = min(p.pts for p in seg.demux(stream) if p.size and p.pts is not None)
             shift = round(start / tb) - _rescale(first, stream.time_base, tb)
         with av.open(str(part)) as seg:
-            for packet in seg.demux(seg.streams.video[0]):
-                if not packet.size:
-                    continue
-                packet.pts = None if packet.pts is None else _rescale(packet.pts, packet.time_base, tb) + shift
-                packet.dts = None if packet.dts is None else _rescale(packet.dts, packet.time_base, tb) + shift
-                packet.time_base = tb
-                if packet.dts is None:
-                    packet.dts = packet.pts
-                if last is not None and packet.dts <= last:
-                    packet.dts = last + 1
+            for packet in _with_dts(seg.demux(seg.streams.video[0]), tb, shift):
+                if packet.dts is None or (last is not None and packet.dts <= last):
+                    packet.dts = packet.pts if last is None else last + 1
                     if packet.pts is not None and packet.dts > packet.pts:
                         raise MediaError(f"{part.name}: its timestamps overlap the previous segment's")
                 last = packet.dts
                 packet.stream = video
-                yield float(packet.dts * tb), packet
+                yield _seconds(packet), packet
+
+
+def _with_dts(packets: Iterator[av.Packet], tb: Fraction, shift: int) -> Iterator[av.Packet]:
+    """Packets in ``tb``, moved by ``shift``, every one with a dts. Matroska stores none: its demuxer derives
+    them from the pts, except for the first B-frame delay's worth, which get the ticks just below the first
+    known one (Matroska's muxer needs dts only to be increasing; it does not store them)."""
+    waiting: list[av.Packet] = []
+    for packet in packets:
+        if not packet.size:
+            continue
+        packet.pts = None if packet.pts is None else _rescale(packet.pts, packet.time_base, tb) + shift
+        packet.dts = None if packet.dts is None else _rescale(packet.dts, packet.time_base, tb) + shift
+        packet.time_base = tb
+        if packet.dts is None:
+            waiting.append(packet)
+            continue
+        for i, early in enumerate(waiting):
+            early.dts = packet.dts - (len(waiting) - i)
+            yield early
+        waiting = []
+        yield packet
+    for early in waiting:  # no dts at all: a segment too short for the delay
+        early.dts = early.pts
+        yield early
 
 
 def _encoded(parts: list[Path], starts: list[Fraction], video: av.stream.Stream) -> Iterator[Timed]:
@@ -184,14 +205,21 @@ def _encoded(parts: list[Path], starts: list[Fraction], video: av.stream.Stream)
         yield float((packet.dts if packet.dts is not None else packet.pts) * tb), packet
 
 
-def _others(source: av.container.InputContainer, others: dict[int, av.stream.Stream],
-            transcode: dict[int, str]) -> Iterator[Timed]:
-    """The source's other streams, in file order: packets copied, or audio decoded for its new encoder."""
-    if not others:
+def _others(source: av.container.InputContainer, others: dict[int, av.stream.Stream], transcode: dict[int, str],
+            subtitles: dict[int, SubtitleConverter]) -> Iterator[Timed]:
+    """The source's other streams, in file order: packets copied, audio decoded for its new encoder, text
+    subtitles converted cue by cue."""
+    wanted = [s for s in source.streams if s.index in others or s.index in subtitles]
+    if not wanted:
         return
-    wanted = [s for s in source.streams if s.index in others]
     try:
         for packet in source.demux(wanted):
+            converter = subtitles.get(packet.stream.index)
+            if converter is not None:
+                if packet.size:
+                    for converted in converter.convert(packet):
+                        yield _seconds(converted), converted
+                continue
             out = others[packet.stream.index]
             if packet.stream.index in transcode:
                 for frame in packet.decode():
@@ -202,7 +230,7 @@ def _others(source: av.container.InputContainer, others: dict[int, av.stream.Str
                 packet.stream = out
                 yield seconds, packet
     except av.error.InvalidDataError as exc:
-        raise MediaError(f"{source.name}: corrupt stream #{packet.stream.index} ({_reason(exc)})") from None
+        raise MediaError(f"{source.name}: corrupt data in its audio or subtitles ({_reason(exc)})") from None
 
 
 def _rescale(ts: int, src: Fraction, dst: Fraction) -> int:
