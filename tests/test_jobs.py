@@ -422,35 +422,54 @@ def test_damaged_segment_file_is_redone(sources: dict[str, Path], tmp_path: Path
 # -- faults --------------------------------------------------------------------------------------------
 
 
-def test_broken_packet_fails_only_its_segment(sources: dict[str, Path], tmp_path: Path) -> None:
-    good = sources["chaplin"]
-    src, dst = tmp_path / "broken.mp4", tmp_path / "out.mp4"
-    segments = plan_segments(scan_video(good), 0.7)
-    middle = segments[1]
+def broken_copy(good: Path, dst: Path, segment_index: int) -> Path:
+    """``good`` with one non-key packet inside the segment ``segment_index`` (at 0.7 s segments) overwritten."""
+    middle = plan_segments(scan_video(good), 0.7)[segment_index]
     with av.open(str(good)) as c:
         victim = next(p for p in c.demux(video=0)
                       if p.size and not p.is_keyframe and middle.start < p.pts < middle.end)
     data = bytearray(good.read_bytes())
     data[victim.pos + 4 : victim.pos + victim.size] = b"\xff" * (victim.size - 4)
-    src.write_bytes(bytes(data))
+    dst.write_bytes(bytes(data))
+    return dst
 
+
+def test_broken_packet_strict_fails_only_its_segment(sources: dict[str, Path], tmp_path: Path) -> None:
+    good = sources["chaplin"]
+    src, dst = broken_copy(good, tmp_path / "broken.mp4", 1), tmp_path / "out.mp4"
+    segments = plan_segments(scan_video(good), 0.7)
     counting = Counting()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", VideoWarning)  # the damaged frame's own warning
-        with pytest.raises(MediaError) as err:
-            run_job(src, dst, counting, segment_seconds=0.7, options=OPTS)
+    with pytest.raises(MediaError) as err:
+        run_job(src, dst, counting, segment_seconds=0.7, options=OPTS, strict=True)
     message = str(err.value)
     assert "\n" not in message and f"segment 2/{len(segments)}" in message and "segment 1/" not in message
-    assert "run the same command again" in message
+    assert "damaged" in message and "run the same command again" in message
     assert not dst.exists()
-    assert counting.frames >= sum(s.frames for s in segments) - 1  # the others all ran
+    assert counting.frames >= sum(s.frames for s in segments[2:]) + segments[0].frames  # the others all ran
     # A rerun retries only the failed segment (and fails the same way: the data is still broken).
     again = Counting()
+    with pytest.raises(MediaError, match="segment 2/"):
+        run_job(src, dst, again, segment_seconds=0.7, options=OPTS, strict=True)
+    assert again.frames < segments[1].frames
+
+
+def test_broken_packet_by_default_is_left_out_with_a_warning(sources: dict[str, Path], tmp_path: Path) -> None:
+    good = sources["chaplin"]
+    src, dst = broken_copy(good, tmp_path / "broken.mp4", 1), tmp_path / "out.mp4"
+    with pytest.warns(VideoWarning, match="damaged stream") as caught:
+        result = run_job(src, dst, lambda b: b, segment_seconds=0.7, options=OPTS)
+    # Said once, by the segment the frame is in (its neighbour decoded the packet too, to end at its cut).
+    damage = [str(w.message) for w in caught if "damaged stream" in str(w.message)]
+    assert len(damage) == 1 and "1 of 24 frames damaged" in damage[0], damage
+    # As a single run does: the damaged frame is left out, every other one keeps its timestamp.
+    times, _, errors = decode_all(dst)
+    good_times = packet_times(good)[0]
+    assert errors == [] and result.frames == len(times) == len(good_times) - 1
+    assert set(times) < set(good_times)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", VideoWarning)
-        with pytest.raises(MediaError, match="segment 2/"):
-            run_job(src, dst, again, segment_seconds=0.7, options=OPTS)
-    assert again.frames == middle.frames - 1
+        single = upscale_video(src, tmp_path / "single.mp4", lambda b: b, options=OPTS)
+    assert single.frames == result.frames and decode_all(tmp_path / "single.mp4")[0] == times
 
 
 def test_disk_full_while_joining_keeps_the_segments(sources: dict[str, Path], tmp_path: Path,

@@ -76,21 +76,23 @@ def run_job(
     if len(segments) < 2:
         return upscale_video(src, dst, frame_fn, options=options, overwrite=overwrite, progress=progress,
                              on_start=on_start, prefer_hardware=prefer_hardware, **pipeline)
+    # Segments always decode leniently: strict is applied to the damage each one finds in its own frames (its
+    # decoder also sees some of its neighbours', which must not fail it).
+    strict = bool(pipeline.pop("strict", False))
     # The output's lock, held for the whole job, also keeps a second run out of its job folder.
     with output_lock(dst, overwrite=overwrite):
         pipeline["prefer_hardware"] = prefer_hardware
         runner: Runner = functools.partial(_local, src, frame_fn, options, progress, pipeline)
         if workers > 1:
             assert replica is not None
-            runner = functools.partial(cluster.run_segments, src, workers, replica, options, progress,
-                                       {"strict": pipeline.get("strict", False)})
+            runner = functools.partial(cluster.run_segments, src, workers, replica, options, progress, {})
         return _run(src, dst, segments, options, segment_seconds, model, on_start, on_resume, notice,
-                    prefer_hardware, runner)
+                    prefer_hardware, runner, strict)
 
 
 def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, segment_seconds: float, model: str,
          on_start: Callable[[VideoInfo], None] | None, on_resume: Callable[[int], None] | None,
-         notice: Callable[[str], None] | None, prefer_hardware: bool, runner: Runner) -> VideoResult:
+         notice: Callable[[str], None] | None, prefer_hardware: bool, runner: Runner, strict: bool) -> VideoResult:
     info = probe_video(src)
     plan = plan_encoder(options, dst, info.pix_fmt, prefer_hardware)
     job, stale = JobDir.open(dst, job_key(src, dst, options, model, segment_seconds))
@@ -111,7 +113,7 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
     seen: dict[str, None] = {}  # each segment repeats its pipeline's warnings: say each once
     todo = [(s, job.segment_path(s.index, dst.suffix)) for s in segments if s not in done]
     try:
-        _collect(runner(todo), job, segments, dst, failed, seen)
+        _collect(runner(todo), job, segments, dst, failed, seen, strict)
         for message in seen:
             warnings.warn(message, VideoWarning, stacklevel=2)
         if failed:
@@ -119,6 +121,8 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
             raise MediaError(f"{src}: {'; '.join(failed)} ({kept} of {len(segments)} segments done and kept in "
                              f"{job.path}: run the same command again to retry the failed ones)")
         parts = [job.path / job.segments[s.index]["file"] for s in segments]
+        # Fewer than the source's where damaged frames were left out (each segment said so in its warning).
+        total = sum(job.segments[s.index]["frames"] for s in segments)
         join_segments(src, parts, dst, plan, total, [s.first for s in segments])
     except KeyboardInterrupt as exc:
         exc.add_note(f"{len(job.segments)} of {len(segments)} segments are kept in {job.path}: "
@@ -132,17 +136,24 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
 
 
 def _collect(outcomes: Iterator[Outcome], job: JobDir, segments: list[Segment], dst: Path, failed: list[str],
-             seen: dict[str, None]) -> None:
+             seen: dict[str, None], strict: bool) -> None:
     """Vouch for each segment that came out whole; note the others' errors, and every warning once."""
     for outcome in outcomes:
         segment, path = outcome.segment, outcome.path
-        for message in outcome.warnings:
-            seen.setdefault(message.replace(path.name, dst.name))
         error = outcome.error
-        if error is None and outcome.frames != segment.frames:
+        if strict and outcome.damaged and error is None:
+            error = (f"damaged video near {outcome.damaged[0]:.2f} s; strict mode makes a damaged frame an "
+                     "error")
+        for message in outcome.warnings:
+            if not (strict and _DAMAGE in message):  # the error says it
+                seen.setdefault(message.replace(path.name, dst.name))
+        # Frames left out as damaged are the pipeline's to report (a warning, or an error with strict); any
+        # other shortfall means the segment's frames were not all found.
+        if error is None and outcome.frames != segment.frames and not outcome.damaged:
             error = f"decoded {outcome.frames} of its {segment.frames} frames"
         if error is None:
-            job.record(segment.index, path, frames=outcome.frames, width=outcome.width, height=outcome.height)
+            job.record(segment.index, path, frames=outcome.frames, source_frames=segment.frames,
+                       width=outcome.width, height=outcome.height)
         else:
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -161,8 +172,11 @@ class Outcome:
     height: int = 0
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    damaged: tuple[float, ...] = ()  # seconds of its frames the decoder found damaged (left out or patched up)
 
 
+# How the pipeline's warning about damaged frames reads (upscaler/video/decode.py Damage.describe).
+_DAMAGE = ": damaged stream: "
 # The frame function and upscale_video arguments a worker's own model gives (``Upscaler``: see engine.py).
 Replica = tuple[FrameFn, dict[str, Any]]
 Runner = Callable[[list[tuple[Segment, Path]]], Iterator[Outcome]]
@@ -181,7 +195,8 @@ def encode_segment(src: Path, path: Path, segment: Segment, frame_fn: FrameFn, o
                                    span=Span(segment.start, segment.end, segment.seek), **pipeline)
         except MediaError as exc:
             return Outcome(segment, path, warnings=tuple(str(w.message) for w in caught), error=str(exc))
-    return Outcome(segment, path, result.frames, result.width, result.height, tuple(str(w.message) for w in caught))
+    return Outcome(segment, path, result.frames, result.width, result.height, tuple(str(w.message) for w in caught),
+                   damaged=result.damaged)
 
 
 def _local(src: Path, frame_fn: FrameFn, options: EncodeOptions, progress: Callable[[int], None] | None,

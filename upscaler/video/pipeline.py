@@ -203,10 +203,13 @@ def upscale_video(
 
 
 class _SpanDecoder:
-    """A Decoder whose batches are cut to a span; otherwise the decoder itself."""
+    """A Decoder whose batches are cut to a span; otherwise the decoder itself. Its frame count and damage
+    are the span's: the frames decoded before and after it (to start at a keyframe, to let the last ones out)
+    belong to the neighbouring segments, which report them."""
 
     def __init__(self, decoder: Decoder, span: Span) -> None:
         self.decoder, self.span = decoder, span
+        self.frames_decoded = 0
         # The other streams are still demuxed, then dropped: the truncation check needs their ends.
         decoder.copy = {s.index for s in decoder.container.streams} - {decoder.stream.index}
         decoder.transcode = set()
@@ -217,18 +220,34 @@ class _SpanDecoder:
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """Stops at the first frame past the span: frames come out in pts order, so none of its can follow."""
         first: Batch | None = None  # carries the colour tags and rotation the encoder starts with
-        for batch in self.decoder.batches(batch_size):
-            if batch.frames is None:
-                continue
-            first = first or batch
-            keep = [i for i, pts in enumerate(batch.pts) if self.span.holds(pts)]
-            if keep:
-                yield Batch(batch.frames[keep], [batch.pts[i] for i in keep], [], first.tags,
-                            first.display_matrix, batch.layout,
-                            alpha=None if batch.alpha is None else batch.alpha[keep])
-                first.tags = first.display_matrix = None
-            if self.span.end is not None and batch.pts[-1] >= self.span.end:
-                return
+        try:
+            for batch in self.decoder.batches(batch_size):
+                if batch.frames is None:
+                    continue
+                first = first or batch
+                keep = [i for i, pts in enumerate(batch.pts) if self.span.holds(pts)]
+                if keep:
+                    self.frames_decoded += len(keep)
+                    yield Batch(batch.frames[keep], [batch.pts[i] for i in keep], [], first.tags,
+                                first.display_matrix, batch.layout,
+                                alpha=None if batch.alpha is None else batch.alpha[keep])
+                    first.tags = first.display_matrix = None
+                if self.span.end is not None and batch.pts[-1] >= self.span.end:
+                    return
+        finally:
+            self._own_damage()
+
+    def _own_damage(self) -> None:
+        decoder, span = self.decoder, self.span
+        tb = decoder.stream.time_base
+        damage = decoder.damage
+        if decoder._decode_errors and not damage.lost:
+            # Stopped before the flush that counts them: the span's frames that went in and never came out.
+            damage.lost.extend(decoder._seconds(p, tb) for p in sorted(decoder._waiting) if span.holds(p))
+        lo = float("-inf") if span.start is None else decoder._seconds(span.start, tb)
+        hi = float("inf") if span.end is None else decoder._seconds(span.end, tb)
+        damage.lost[:] = [t for t in damage.lost if lo <= t < hi]
+        damage.concealed[:] = [t for t in damage.concealed if lo <= t < hi]
 
 
 class _Stopped(Exception):
