@@ -67,8 +67,9 @@ class JobDir:
         return self.path / f"segment-{index:05d}{suffix}"
 
     def done(self, index: int, frames: int) -> bool:
+        """Whether segment ``index`` (of ``frames`` source frames) has a finished file that is as recorded."""
         entry = self.segments.get(index)
-        if entry is None or entry.get("frames") != frames:
+        if entry is None or entry.get("source_frames") != frames:
             return False
         path = self.path / entry["file"]
         try:
