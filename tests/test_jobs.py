@@ -3,6 +3,7 @@ the joined output against the source and the single pipeline, resume after SIGKI
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import json
@@ -26,6 +27,7 @@ from upscaler.cli import main
 from upscaler.errors import MediaError, UpscalerError
 from upscaler.jobs import join, run_job
 from upscaler.jobs.manifest import job_dir_for
+from upscaler.jobs.run import encode_segment
 from upscaler.jobs.segments import plan_segments, scan_video
 from upscaler.video import EncodeOptions, VideoWarning, upscale_video
 from upscaler.video.options import plan_encoder
@@ -268,6 +270,19 @@ def test_headers_that_differ_are_joined_by_reencoding(sources: dict[str, Path], 
         join.join_segments(src, parts, dst, plan, sum(s.frames for s in segments), [s.first for s in segments])
     times, _, errors = decode_all(dst)
     assert errors == [] and times == packet_times(src)[0]
+
+
+def test_a_seek_past_the_keyframe_falls_back_to_decoding_from_the_start(sources: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    src = sources["chaplin"]
+    segments = plan_segments(scan_video(src), 0.7)
+    middle = segments[1]
+    # As a demuxer that lands too late would: decoding starts at the segment's end, past all its frames.
+    late = dataclasses.replace(middle, seek=segments[2].start)
+    counting = Counting()
+    outcome = encode_segment(src, tmp_path / "part.mp4", late, counting, OPTS, None, {})
+    assert outcome.error is None and outcome.frames == middle.frames
+    assert packet_times(tmp_path / "part.mp4")[0] == packet_times(src)[0][segments[0].frames:][:middle.frames]
 
 
 # -- resume ------------------------------------------------------------------------------------------

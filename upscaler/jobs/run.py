@@ -190,9 +190,22 @@ def encode_segment(src: Path, path: Path, segment: Segment, frame_fn: FrameFn, o
         path.unlink()  # a damaged or unvouched-for file of an earlier run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        def encode(seek: int | None) -> VideoResult:
+            return upscale_video(src, path, frame_fn, options=options, progress=progress, overwrite=True,
+                                 span=Span(segment.start, segment.end, seek), **pipeline)
+
         try:
-            result = upscale_video(src, path, frame_fn, options=options, progress=progress, overwrite=True,
-                                   span=Span(segment.start, segment.end, segment.seek), **pipeline)
+            try:
+                result = encode(segment.seek)
+                short = result.frames < segment.frames and not result.damaged
+            except MediaError:
+                if segment.seek is None:
+                    raise
+                short = True  # e.g. no frame at all
+            if short and segment.seek is not None:
+                # Frames missing, none damaged: the demuxer's seek landed past the keyframe asked for. Decode
+                # from the start instead (slower, but every frame is met; a real error comes again).
+                result = encode(None)
         except MediaError as exc:
             return Outcome(segment, path, warnings=tuple(str(w.message) for w in caught), error=str(exc))
     return Outcome(segment, path, result.frames, result.width, result.height, tuple(str(w.message) for w in caught),
