@@ -176,6 +176,12 @@ def test_one_keyframe_or_a_short_video_is_one_segment(tmp_path: Path) -> None:
     result = run_job(clips / "realshort.mp4", dst, lambda b: b[:, ::2, ::2], segment_seconds=0.5,
                      options=EncodeOptions(preset="ultrafast"))
     assert result.frames == 36 and sorted(p.name for p in tmp_path.iterdir()) == ["short.mp4"]
+    # A job folder left by a run with other settings goes, with a warning.
+    job_dir_for(dst).mkdir()
+    with pytest.warns(VideoWarning, match="stale .*one pass"):
+        run_job(clips / "realshort.mp4", dst, lambda b: b[:, ::2, ::2], segment_seconds=0.5, overwrite=True,
+                options=EncodeOptions(preset="ultrafast"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.mp4"]
 
 
 # -- the joined output ------------------------------------------------------------------------------

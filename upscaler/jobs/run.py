@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from ..video.probe import VideoInfo, probe_video
 from ..video.steps import FrameFn
 from . import cluster
 from .join import join_segments
-from .manifest import JobDir
+from .manifest import JobDir, job_dir_for
 from .segments import Segment, plan_segments, scan_video
 
 
@@ -74,6 +75,11 @@ def run_job(
     check_output_path(src, dst, overwrite)
     segments = plan_segments(scan_video(src), segment_seconds)
     if len(segments) < 2:
+        leftover = job_dir_for(dst)
+        if leftover.exists():  # its key had other options or another source: this one is too short for it
+            warnings.warn(f"{dst.name}: the unfinished job in {leftover} was stale (this run takes one pass): "
+                          "removed", VideoWarning, stacklevel=2)
+            shutil.rmtree(leftover, ignore_errors=True)
         return upscale_video(src, dst, frame_fn, options=options, overwrite=overwrite, progress=progress,
                              on_start=on_start, prefer_hardware=prefer_hardware, **pipeline)
     # Segments always decode leniently: strict is applied to the damage each one finds in its own frames (its
