@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from conftest import REPO
 
 from upscaler.cli import main
-from upscaler.errors import MediaError, UpscalerError
+from upscaler.errors import MediaError, UpscalerError, out_of_space
 from upscaler.jobs import join, run_job
 from upscaler.jobs.manifest import job_dir_for
 from upscaler.jobs.run import encode_segment
@@ -505,8 +505,9 @@ def test_disk_full_while_joining_keeps_the_segments(sources: dict[str, Path], tm
             yield item
 
     monkeypatch.setattr(join, "_remuxed", filling)
-    with pytest.raises(MediaError, match="No space left on device"):
+    with pytest.raises(MediaError, match="No space left on device") as err:
         run_job(src, dst, x2, segment_seconds=0.7, options=OPTS)
+    assert out_of_space(err.value)  # what the command's one line adds its hint from
     assert sorted(p.name for p in tmp_path.iterdir()) == [job_dir_for(dst).name]  # no output, no temp file
     monkeypatch.setattr(join, "_remuxed", real)
     counting = Counting()

@@ -3,6 +3,7 @@ source (copied, or re-encoded where the container needs it), its chapters and ta
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import warnings
 from collections.abc import Iterator
@@ -46,7 +47,7 @@ def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, fr
                   starts: list[Fraction]) -> None:
     """Write ``dst`` (temp-then-rename) from the segment files, in order, and ``src``'s other streams.
 
-    ``frames``: how many the source has; any other count is an error, not an output. ``starts``: each
+    ``frames``: how many the segments were recorded with; any other count is an error, not an output. ``starts``: each
     segment's first frame time in the source (seconds), which its packets are moved to: a muxer may have
     shifted them (MP4 edit lists round to its 1/1000 s movie clock). Segments whose codec headers disagree
     are joined by re-encoding them (with one warning), never silently."""
@@ -70,11 +71,12 @@ def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, fr
                                  reencode=mismatch is not None)
                 output.close()
             except (av.error.FFmpegError, OSError) as exc:
-                raise MediaError(f"{dst}: cannot write ({_reason(exc)})") from None
+                raise MediaError(f"{dst}: cannot write ({_reason(exc)})") from exc  # the errno says "disk full"
             finally:
-                output.close()  # a no-op once closed
+                with contextlib.suppress(Exception):  # after a failure: the file is discarded anyway
+                    output.close()
             if written != frames:
-                raise MediaError(f"{dst}: the segments hold {written} frames, the source {frames}")
+                raise MediaError(f"{dst}: the segments hold {written} frames, their manifest {frames}")
     finally:
         source.close()
 
