@@ -515,6 +515,34 @@ def test_disk_full_while_joining_keeps_the_segments(sources: dict[str, Path], tm
     assert counting.frames == 0 and decode_all(dst)[0] == packet_times(src)[0]
 
 
+def test_a_really_full_disk_while_joining(sources: dict[str, Path], tmp_path: Path) -> None:
+    """On a small tmpfs (root only, else skipped): the segments fit, the joined copy of them does not."""
+    src = sources["chaplin"]
+    whole = tmp_path / "whole.mp4"
+    run_job(src, whole, x2, segment_seconds=0.7, options=OPTS)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    size = whole.stat().st_size * 5 // 4 + (16 << 10)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        dst = disk / "out.mp4"
+        with pytest.raises(MediaError, match="No space left on device") as err:
+            run_job(src, dst, x2, segment_seconds=0.7, options=OPTS)
+        assert out_of_space(err.value)
+        assert sorted(p.name for p in disk.iterdir()) == [job_dir_for(dst).name]  # no output, no temp file
+        kept = json.loads((job_dir_for(dst) / "manifest.json").read_text())["segments"]
+        assert len(kept) == len(plan_segments(scan_video(src), 0.7))
+        subprocess.run(["mount", "-o", f"remount,size={size * 4}", str(disk)], check=True)
+        counting = Counting()
+        run_job(src, dst, counting, segment_seconds=0.7, options=OPTS)
+        assert counting.frames == 0 and decode_all(dst)[0] == packet_times(src)[0]
+        assert sorted(p.name for p in disk.iterdir()) == ["out.mp4"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
 # -- the command -------------------------------------------------------------------------------------
 
 
