@@ -233,6 +233,21 @@ def cue_list(path: Path) -> list[tuple[float, float, bytes]]:
         return out
 
 
+def test_native_b_frame_clip_joins_whole(tmp_path: Path) -> None:
+    """onepiece_demo.mp4 as it is: its own encoder's GOPs and B-frames, cut at its second keyframe (4.17 s)."""
+    clips = Path(os.environ.get("UPSCALER_SHARED", REPO.parent / "shared")) / "clips"
+    if not clips.exists():
+        pytest.skip("shared data not available")
+    src, dst = clips / "onepiece_demo.mp4", tmp_path / "out.mp4"
+    segments = plan_segments(scan_video(src), 2.0)
+    assert len(segments) == 2 and float(segments[1].first) == pytest.approx(4.17, abs=0.01)
+    result = run_job(src, dst, lambda b: np.ascontiguousarray(b[:, ::4, ::4]), segment_seconds=2.0,
+                     options=EncodeOptions(preset="ultrafast"))
+    times, _, errors = decode_all(dst)
+    assert errors == [] and result.frames == len(times) == 181 and times == packet_times(src)[0]
+    assert audio_end(dst) == pytest.approx(audio_end(src), abs=0.03)
+
+
 def test_join_keeps_chapters_tags_subtitles_and_reencodes_audio(sources: dict[str, Path], tmp_path: Path) -> None:
     chapters = [{"id": i + 1, "start": i * 1000, "end": (i + 1) * 1000, "time_base": Fraction(1, 1000),
                  "metadata": {"title": f"Part {i + 1}"}} for i in range(3)]
