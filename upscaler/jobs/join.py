@@ -17,11 +17,14 @@ from av.stream import Disposition
 
 from ..errors import MediaError
 from ..fileio import atomic_output
+from ..video.decode import _LIBVPX, _libvpx_decoder, alpha_decoder
 from ..video.options import EncoderPlan
 from ..video.pipeline import VideoWarning
 from ..video.probe import _reason, open_input
 from ..video.remux import StreamPlan, SubtitleConverter, add_transcoded_audio, copy_tags, plan_streams
 
+# Encoders and decoders of VP8/VP9, whose alpha is a side channel (upscaler/video/decode.py).
+_SIDE_ALPHA = set(_LIBVPX.values())
 # (seconds, packet) streams merged into one, so the muxer interleaves from a short buffer.
 Timed = tuple[float, av.Packet]
 
@@ -89,6 +92,10 @@ def _write(output: av.container.OutputContainer, source: av.container.InputConta
     with av.open(str(parts[0])) as first:
         video = _video_stream(output, first.streams.video[0], plan, reencode)
     copy_tags({k: v for k, v in video_in.metadata.items() if k.lower() != "alpha_mode"}, video.metadata)
+    if plan.alpha and plan.codec in _SIDE_ALPHA:
+        # The segments' packets carry VP8/VP9 alpha as side data, but their stream reads as yuv420p: without
+        # the tag the muxer does not flag it, and players show the output opaque.
+        video.metadata["alpha_mode"] = "1"
     video.disposition = video_in.disposition | Disposition.default
     others: dict[int, av.stream.Stream] = {}
     subtitles: dict[int, SubtitleConverter] = {}
@@ -114,7 +121,7 @@ def _write(output: av.container.OutputContainer, source: av.container.InputConta
             counted[0] += 1
             yield item
 
-    packets = _encoded(parts, starts, video) if reencode else _remuxed(parts, starts, video)
+    packets = _encoded(parts, starts, video, plan) if reencode else _remuxed(parts, starts, video)
     side = _others(source, others, transcode, subtitles)
     for _, packet in heapq.merge(counting(packets), side, key=lambda t: t[0]):
         output.mux(packet)
@@ -133,7 +140,8 @@ def _video_stream(output: av.container.OutputContainer, template: av.stream.Stre
     tcc = template.codec_context
     video = output.add_stream(plan.codec, rate=template.average_rate or template.guessed_rate or 25)
     cc = video.codec_context
-    cc.width, cc.height, cc.pix_fmt = tcc.width, tcc.height, tcc.pix_fmt
+    # The template's pix_fmt is what FFmpeg's own VP8/VP9 decoder reports: without the alpha it drops.
+    cc.width, cc.height, cc.pix_fmt = tcc.width, tcc.height, plan.pix_fmt if plan.alpha else tcc.pix_fmt
     cc.time_base = video.time_base = template.time_base
     cc.color_primaries, cc.color_trc = tcc.color_primaries, tcc.color_trc
     cc.colorspace, cc.color_range = tcc.colorspace, tcc.color_range
@@ -189,20 +197,26 @@ def _with_dts(packets: Iterator[av.Packet], tb: Fraction, shift: int) -> Iterato
         yield early
 
 
-def _encoded(parts: list[Path], starts: list[Fraction], video: av.stream.Stream) -> Iterator[Timed]:
-    """The segments' frames decoded and encoded again as one stream (headers that differ cannot be joined)."""
+def _encoded(parts: list[Path], starts: list[Fraction], video: av.stream.Stream,
+             plan: EncoderPlan) -> Iterator[Timed]:
+    """The segments' frames decoded and encoded again as one stream (headers that differ cannot be joined);
+    alpha kept, decoded by libvpx where it is VP8/VP9's side channel."""
     tb = video.time_base
     for part, start in zip(parts, starts, strict=True):
         with av.open(str(part)) as seg:
+            stream = seg.streams.video[0]
+            decoder = alpha_decoder(stream, part) if plan.alpha else None
+            ctx = _libvpx_decoder(stream, part) if decoder in _SIDE_ALPHA else stream.codec_context
             shift: int | None = None
-            for frame in seg.decode(seg.streams.video[0]):
-                pts = _rescale(frame.pts, frame.time_base, tb)
-                if shift is None:
-                    shift = round(start / tb) - pts
-                frame.pts, frame.time_base = pts + shift, tb
-                frame.pict_type = av.video.frame.PictureType.NONE
-                for packet in video.encode(frame):
-                    yield float((packet.dts if packet.dts is not None else packet.pts) * tb), packet
+            for packet in seg.demux(stream):
+                for frame in ctx.decode(packet):
+                    pts = _rescale(frame.pts, stream.time_base, tb)
+                    if shift is None:
+                        shift = round(start / tb) - pts
+                    frame.pts, frame.time_base = pts + shift, tb
+                    frame.pict_type = av.video.frame.PictureType.NONE
+                    for out in video.encode(frame):
+                        yield float((out.dts if out.dts is not None else out.pts) * tb), out
     for packet in video.encode(None):
         yield float((packet.dts if packet.dts is not None else packet.pts) * tb), packet
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from ..errors import MediaError
 from ..fileio import check_output_path, output_lock
+from ..video.decode import alpha_decoder
 from ..video.options import EncodeOptions, plan_encoder
 from ..video.pipeline import Span, VideoResult, VideoWarning, upscale_video
-from ..video.probe import VideoInfo, probe_video
+from ..video.probe import VideoInfo, open_input, probe_video
 from ..video.steps import FrameFn
 from . import cluster
 from .join import join_segments
@@ -100,7 +101,12 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
          on_start: Callable[[VideoInfo], None] | None, on_resume: Callable[[int], None] | None,
          notice: Callable[[str], None] | None, prefer_hardware: bool, runner: Runner, strict: bool) -> VideoResult:
     info = probe_video(src)
-    plan = plan_encoder(options, dst, info.pix_fmt, prefer_hardware)
+    container, stream = open_input(src)
+    try:  # planned as each segment's pipeline plans it, alpha included, so the join writes what they encoded
+        alpha = alpha_decoder(stream, src) is not None
+    finally:
+        container.close()
+    plan = plan_encoder(options, dst, info.pix_fmt, prefer_hardware, alpha=alpha)
     job, stale = JobDir.open(dst, job_key(src, dst, options, model, segment_seconds))
     if stale is not None:
         warnings.warn(f"{dst.name}: the unfinished job in {job.path} was stale ({stale}): starting afresh",
