@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO
 
+from upscaler import cli
 from upscaler.cli import main
 from upscaler.errors import MediaError, UpscalerError, out_of_space
 from upscaler.jobs import join, run_job
@@ -494,9 +495,9 @@ def test_broken_packet_by_default_is_left_out_with_a_warning(sources: dict[str, 
     src, dst = broken_copy(good, tmp_path / "broken.mp4", 1), tmp_path / "out.mp4"
     with pytest.warns(VideoWarning, match="damaged stream") as caught:
         result = run_job(src, dst, lambda b: b, segment_seconds=0.7, options=OPTS)
-    # Said once, by the segment the frame is in (its neighbour decoded the packet too, to end at its cut).
+    # Said once for the whole job (the segment's neighbour decoded the packet too, to end at its cut).
     damage = [str(w.message) for w in caught if "damaged stream" in str(w.message)]
-    assert len(damage) == 1 and "1 of 24 frames damaged" in damage[0], damage
+    assert len(damage) == 1 and "1 of 76 frames damaged at 1.00 s" in damage[0], damage
     # As a single run does: the damaged frame is left out, every other one keeps its timestamp.
     times, _, errors = decode_all(dst)
     good_times = packet_times(good)[0]
@@ -506,6 +507,51 @@ def test_broken_packet_by_default_is_left_out_with_a_warning(sources: dict[str, 
         warnings.simplefilter("ignore", VideoWarning)
         single = upscale_video(src, tmp_path / "single.mp4", lambda b: b, options=OPTS)
     assert single.frames == result.frames and decode_all(tmp_path / "single.mp4")[0] == times
+    # Worded as the single run words it: frames counted over the whole video, the same times.
+    assert [w for w in single.warnings if "damaged stream" in w] == damage
+    assert (result.damaged, result.lost) == (single.damaged, single.lost) and result.lost == 1
+
+
+def test_damaged_source_through_the_command_as_a_single_run(tmp_path: Path, clips: Path, one_thread: None) -> None:
+    """onepiece_demo.mp4 made small, 40-45 % of its bytes overwritten (seeded): by default the job ends as the
+    single run does, with its one warning; with --strict the damaged segment fails alone, and a rerun redoes
+    only it."""
+    good = remake(clips / "onepiece_demo.mp4", tmp_path / "good.mp4", seconds=4, size=(64, 36), codec="libx264",
+                  gop=12, options={"preset": "veryfast", "bf": "2"})
+    data = bytearray(good.read_bytes())
+    lo, hi = len(data) * 40 // 100, len(data) * 45 // 100
+    data[lo:hi] = np.random.default_rng(0).integers(0, 256, hi - lo, dtype=np.uint8).tobytes()
+    src = tmp_path / "bad.mp4"
+    src.write_bytes(bytes(data))
+    segments = plan_segments(scan_video(src), 1.0)
+    assert len(segments) == 4
+
+    def upscale(dst: Path, *args: str) -> tuple[int, list[str]]:
+        with warnings.catch_warnings():  # printed as the console script prints them, each time they are warned
+            warnings.simplefilter("always")
+            warnings.showwarning = cli._show_warning
+            result = CliRunner().invoke(main, ["video", str(src), "-o", str(dst), "--preset", "veryfast", "-q",
+                                               *args])
+        return result.exit_code, [line for line in result.stderr.splitlines() if line.strip()]
+
+    single, joined = tmp_path / "single.mp4", tmp_path / "joined.mp4"
+    code, said = upscale(single, "--segment-seconds", "0")
+    assert code == 0 and len(said) == 1 and "damaged stream" in said[0] and "of 96 frames" in said[0], said
+    code, job_said = upscale(joined, "--segment-seconds", "1")
+    assert code == 0 and job_said == said  # one warning for the whole job, worded as the single run's
+    assert packet_times(joined)[0] == packet_times(single)[0] and len(packet_times(joined)[0]) < 96
+
+    strict = tmp_path / "strict.mp4"
+    code, lines = upscale(strict, "--segment-seconds", "1", "--strict")
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("upscale: error: ") and "segment 2/4" in lines[0] and "damaged video" in lines[0]
+    assert "3 of 4 segments done" in lines[0] and not strict.exists()
+    folder = job_dir_for(strict)
+    kept = {f.name: f.stat().st_mtime_ns for f in folder.iterdir() if f.suffix == ".mp4"}
+    assert len(kept) == 3
+    code, again = upscale(strict, "--segment-seconds", "1", "--strict")
+    assert code == 1 and again == lines
+    assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir() if f.suffix == ".mp4"} == kept  # not redone
 
 
 def test_disk_full_while_joining_keeps_the_segments(sources: dict[str, Path], tmp_path: Path,

@@ -11,12 +11,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from ..errors import MediaError
 from ..fileio import check_output_path, output_lock
-from ..video.decode import alpha_decoder
+from ..video.decode import Damage, alpha_decoder
 from ..video.options import EncodeOptions, plan_encoder
 from ..video.pipeline import Span, VideoResult, VideoWarning, upscale_video
 from ..video.probe import VideoInfo, open_input, probe_video
@@ -126,6 +127,9 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
     todo = [(s, job.segment_path(s.index, dst.suffix)) for s in segments if s not in done]
     try:
         _collect(runner(todo), job, segments, dst, failed, seen, strict)
+        damage, said = _damage(src, job, segments, info.fps)
+        if said is not None and not strict:
+            seen.setdefault(said)
         for message in seen:
             warnings.warn(message, VideoWarning, stacklevel=2)
         if failed:
@@ -133,7 +137,7 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
             raise MediaError(f"{src}: {'; '.join(failed)} ({kept} of {len(segments)} segments done and kept in "
                              f"{job.path}: run the same command again to retry the failed ones)")
         parts = [job.path / job.segments[s.index]["file"] for s in segments]
-        # Fewer than the source's where damaged frames were left out (each segment said so in its warning).
+        # Fewer than the source's where damaged frames were left out (the damage warning says so).
         total = sum(job.segments[s.index]["frames"] for s in segments)
         join_segments(src, parts, dst, plan, total, [s.first for s in segments])
     except KeyboardInterrupt as exc:
@@ -144,7 +148,7 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
     first = job.segments[segments[0].index]
     return VideoResult(path=dst, frames=total, width=first["width"], height=first["height"],
                        elapsed=time.perf_counter() - start, codec=plan.codec, pix_fmt=plan.pix_fmt,
-                       warnings=tuple(seen))
+                       warnings=tuple(seen), damaged=tuple(damage.frames), lost=len(damage.lost))
 
 
 def _collect(outcomes: Iterator[Outcome], job: JobDir, segments: list[Segment], dst: Path, failed: list[str],
@@ -157,7 +161,7 @@ def _collect(outcomes: Iterator[Outcome], job: JobDir, segments: list[Segment], 
             error = (f"damaged video near {outcome.damaged[0]:.2f} s; strict mode makes a damaged frame an "
                      "error")
         for message in outcome.warnings:
-            if not (strict and _DAMAGE in message):  # the error says it
+            if _DAMAGE not in message:  # said once for the whole job (_damage), or by the error with strict
                 seen.setdefault(message.replace(path.name, dst.name))
         # Frames left out as damaged are the pipeline's to report (a warning, or an error with strict); any
         # other shortfall means the segment's frames were not all found.
@@ -165,7 +169,8 @@ def _collect(outcomes: Iterator[Outcome], job: JobDir, segments: list[Segment], 
             error = f"decoded {outcome.frames} of its {segment.frames} frames"
         if error is None:
             job.record(segment.index, path, frames=outcome.frames, source_frames=segment.frames,
-                       width=outcome.width, height=outcome.height)
+                       width=outcome.width, height=outcome.height, damaged=list(outcome.damaged),
+                       lost=outcome.lost)
         else:
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -185,6 +190,18 @@ class Outcome:
     warnings: tuple[str, ...] = ()
     error: str | None = None
     damaged: tuple[float, ...] = ()  # seconds of its frames the decoder found damaged (left out or patched up)
+    lost: int = 0  # how many of those are left out
+
+
+def _damage(src: Path, job: JobDir, segments: list[Segment], fps: Fraction | None) -> tuple[Damage, str | None]:
+    """The damaged frames of every finished segment (this run's and those resumed), and one warning for them
+    worded as a single run's (frames counted over the whole video)."""
+    entries = [job.segments[s.index] for s in segments if s.index in job.segments]
+    frames = sorted(t for e in entries for t in e.get("damaged", ()))
+    lost = sum(e.get("lost", 0) for e in entries)
+    # describe() needs only how many were left out or kept, and all their times.
+    damage = Damage(lost=frames[:lost], concealed=frames[lost:], fps=float(fps or 25))
+    return damage, damage.describe(src.name, sum(e["frames"] for e in entries)) if damage else None
 
 
 # How the pipeline's warning about damaged frames reads (upscaler/video/decode.py Damage.describe).
@@ -221,7 +238,7 @@ def encode_segment(src: Path, path: Path, segment: Segment, frame_fn: FrameFn, o
         except MediaError as exc:
             return Outcome(segment, path, warnings=tuple(str(w.message) for w in caught), error=str(exc))
     return Outcome(segment, path, result.frames, result.width, result.height, tuple(str(w.message) for w in caught),
-                   damaged=result.damaged)
+                   damaged=result.damaged, lost=result.lost)
 
 
 def _local(src: Path, frame_fn: FrameFn, options: EncodeOptions, progress: Callable[[int], None] | None,
