@@ -193,3 +193,34 @@ def test_cuda_transfer_round_trip_and_tiled_frames() -> None:
     gpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cuda", precision="fp32").upscale_array(frames)
     cpu = Upscaler(scale=4, tile=32, tile_overlap=16, device="cpu", precision="fp32").upscale_array(frames)
     assert np.abs(gpu.astype(np.int16) - cpu.astype(np.int16)).max() <= 1
+
+
+def test_bench_workers_compares_the_same_job_on_1_and_n(one_thread: None) -> None:
+    pytest.importorskip("ray")
+    result = CliRunner().invoke(main, ["bench", "--json", "--workers", "2", "--frames", "24", "--size", "64x36",
+                                       "--segment-seconds", "0.25", "--device", "cpu", "--preset", "ultrafast"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert (r["frames"], r["segments"], r["input"], r["video_s"]) == (24, 4, [64, 36], 1.0)
+    one, two = r["runs"]
+    assert (one["workers"], two["workers"]) == (1, 2)
+    for run in r["runs"]:
+        assert run["frames"] == 24  # the same job: every frame, both times
+        assert run["fps"] == pytest.approx(24 / run["seconds"])
+        assert run["fps_per_worker"] == pytest.approx(run["fps"] / run["workers"])
+        assert run["segment_fps"] >= run["fps_per_worker"] * 0.99  # a segment's own speed, none of the waits
+        assert 0 < run["join_s"] < run["seconds"]
+        assert run["join_s_per_hour"] == pytest.approx(run["join_s"] * 3600)  # the clip is 1 s long
+    assert abs(one["overhead_s"]) < 0.5 * one["seconds"]  # in this process: nothing to start, no model to load
+    assert two["overhead_s"] > 0  # Ray's start, and each worker loading the model
+    assert r["scaling"] == pytest.approx(two["fps"] / one["fps"])
+    assert any("Ray's start" in note for note in r["notes"])
+
+
+def test_bench_workers_without_ray_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = CliRunner().invoke(main, ["bench", "--workers", "2", "--frames", "4", "--device", "cpu"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and "needs Ray" in lines[0], result.stderr

@@ -12,6 +12,7 @@ One run measures, for one model, device and input size:
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import tempfile
@@ -265,9 +266,11 @@ def read_frames(clip: Path, count: int) -> np.ndarray:
     return np.stack(frames)
 
 
-def prepare_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int | None) -> Path:
+def prepare_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int | None,
+                 gop: int | None = None) -> Path:
     """A copy of ``src`` at ``size`` with ``frames`` frames (looping the source), near-lossless H.264, 10-bit
-    when the source is deeper than 8 bits (the model's precision can depend on it)."""
+    when the source is deeper than 8 bits (the model's precision can depend on it); a keyframe every ``gop``
+    frames when given (where a job can cut it)."""
     if not src.exists():
         raise UpscalerError(f"{src}: no such file")
     info = probe_video(src)
@@ -283,7 +286,7 @@ def prepare_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int
     with av.open(str(dst), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.options = {"crf": "8", "preset": "veryfast"}
+        stream.options = {"crf": "8", "preset": "veryfast", **({"g": str(gop)} if gop else {})}
         while wanted is None or written < wanted:
             before = written
             with av.open(str(src)) as inp:
@@ -298,6 +301,107 @@ def prepare_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int
                 break
         out.mux(stream.encode(None))
     return dst
+
+
+def run_workers_bench(up: Upscaler, config: BenchConfig, workers: int, segment_seconds: float = 1.0
+                      ) -> dict[str, Any]:
+    """The same segmented job (upscaler/jobs) with 1 and with ``workers`` Ray workers: end-to-end frames/s,
+    per worker, each segment's own speed, what is not segment work (Ray's start, each worker's model load,
+    uneven segments), and the join's own cost. The clip is cut or looped to ``config.frames`` (default: four
+    segments) with a keyframe every ``segment_seconds``."""
+    from .engine import video_replica
+    from .jobs import cluster, run_job
+    from .jobs.segments import plan_segments, scan_video
+
+    if workers < 2:
+        raise UpscalerError("--workers compares 1 worker with N: give N of 2 or more")
+    cluster.require_ray(workers)
+    if not config.clip.exists():
+        raise UpscalerError(f"{config.clip}: no such file")
+    fps = probe_video(config.clip).fps or Fraction(24)
+    per_segment = max(1, round(segment_seconds * fps))
+    encode = config.encode or EncodeOptions()
+    with tempfile.TemporaryDirectory(prefix="upscale-bench-") as tmp:
+        clip = prepare_clip(config.clip, Path(tmp) / "input.mp4", config.size, config.frames or 4 * per_segment,
+                            gop=per_segment)
+        info = probe_video(clip)
+        segments = len(plan_segments(scan_video(clip), segment_seconds))
+        if segments < 2:
+            raise UpscalerError(f"{info.frames} frames make one segment of {segment_seconds:g} s: give more "
+                                "--frames or a shorter --segment-seconds")
+        up.upscale_array(read_frames(clip, up.batch_size))  # warm this process's model, as the actors are not
+        runs = []
+        for n in (1, workers):
+            timings: dict[str, float] = {}
+            start = time.perf_counter()
+            result = run_job(clip, Path(tmp) / f"out{n}.mp4", up.upscale_array, segment_seconds=segment_seconds,
+                             model=up.model_key(), options=encode, batch_size=up.batch_size, workers=n,
+                             replica=functools.partial(video_replica, up.spec), timings=timings,
+                             prefer_hardware=up.device.type == "cuda",
+                             planar=up if up.colour_on_device else None, frame_submit=up.submit_array)
+            wall = time.perf_counter() - start
+            runs.append({
+                "workers": n, "frames": result.frames, "seconds": wall, "fps": result.frames / wall,
+                "fps_per_worker": result.frames / wall / n,
+                "segment_fps": result.frames / timings["segment_s"] if timings["segment_s"] else None,
+                # Segment phase wall time beyond its work shared out evenly: Ray, model loads, the last segment.
+                "overhead_s": timings["segments"] - timings["segment_s"] / n,
+                "join_s": timings["join"],
+            })
+    video_s = info.frames / float(fps) if info.frames else 0.0
+    for run in runs:
+        run["join_s_per_hour"] = run["join_s"] / video_s * 3600 if video_s else None
+    report: dict[str, Any] = {
+        "device": describe_device(up.device), "cores": usable_cores(), "torch_threads": torch.get_num_threads(),
+        "model": up.describe(), "codec": result.codec, "clip": str(config.clip), "input": [info.width, info.height],
+        "frames": info.frames, "video_s": video_s, "segments": segments, "segment_seconds": segment_seconds,
+        "runs": runs, "scaling": runs[1]["fps"] / runs[0]["fps"] if runs[0]["fps"] else None,
+    }
+    report["notes"] = _worker_notes(report)
+    return report
+
+
+def _worker_notes(r: dict[str, Any]) -> list[str]:
+    one, many = r["runs"]
+    n, cores, threads = many["workers"], r["cores"], r["torch_threads"]
+    notes = []
+    if r["device"].startswith("cpu"):
+        speeds = f"segment fps {one['segment_fps'] or 0:.2f} -> {many['segment_fps'] or 0:.2f}"
+        # Ray sets OMP_NUM_THREADS=1 in its actors: torch there runs one thread, here --threads (torch's default).
+        if (many["segment_fps"] or 0) < (one["segment_fps"] or 0):
+            notes.append(f"{n} workers share {cores} CPU cores: each gets a part of what the single run had to "
+                         f"itself, so each worker's own speed falls ({speeds})")
+        else:
+            notes.append(f"each worker was as fast as the single run or faster ({speeds}): a Ray worker runs torch "
+                         f"on 1 thread, this process on {threads}; where other work keeps cores busy, more threads "
+                         "than free cores slow torch down (compare --threads 1)")
+    notes.append(f"{many['overhead_s']:.1f} s of the {n}-worker run is not segment work: Ray's start, each worker "
+                 "loading its own model, and the last segment running alone; it is paid once per job, so it "
+                 "matters less on long videos")
+    notes.append("the join is a remux in this process, after all segments: "
+                 f"{many['join_s']:.2f} s here, about {many['join_s_per_hour'] or 0:.0f} s per hour of video")
+    return notes
+
+
+def render_workers(report: dict[str, Any]) -> Any:
+    """A rich renderable of ``run_workers_bench``'s report."""
+    from rich.console import Group
+    from rich.table import Table
+
+    r = report
+    table = Table(title=f"upscale bench --workers: {r['model']}; {r['frames']} frames "
+                        f"{'x'.join(map(str, r['input']))} ({r['video_s']:.1f} s) in {r['segments']} segments")
+    for column in ("workers", "wall s", "fps", "fps / worker", "segment fps", "not segment work s", "join s",
+                   "join s / hour"):
+        table.add_column(column, justify="right")
+    for run in r["runs"]:
+        table.add_row(str(run["workers"]), f"{run['seconds']:.2f}", f"{run['fps']:.2f}",
+                      f"{run['fps_per_worker']:.2f}", _fmt(run["segment_fps"], "{:.2f}"),
+                      f"{run['overhead_s']:.2f}", f"{run['join_s']:.3f}", _fmt(run["join_s_per_hour"], "{:.0f}"))
+    lines = [f"{r['device']}, {r['torch_threads']} torch threads here; {r['codec']}; "
+             f"{r['runs'][1]['workers']} workers: {_fmt(r['scaling'], '{:.2f}x')} the frames/s of 1"]
+    lines += [f"note: {note}" for note in r["notes"]]
+    return Group(table, *lines)
 
 
 def describe_device(device: torch.device) -> str:

@@ -339,24 +339,34 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--min-time", type=float, default=3.0, show_default=True,
               help="Seconds to time the bare model for (at least 3 calls).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--workers", type=click.IntRange(min=2), default=None,
+              help="Instead: the same segmented job with 1 and with N Ray workers (needs upscaler[cluster]).")
+@click.option("--segment-seconds", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="With --workers: segment length (the clip gets a keyframe this often; 4 segments by default).")
 @user_errors
 def bench(model: str, scale: str | None, device: str, precision: str, clip: Path | None,
           size: tuple[int, int] | None, frames: int | None, batch_size: int | None, tile: int | None,
           tile_overlap: int, threads: int | None, compile_: bool, colour_convert: str, codec: str,
           preset: str | None,
-          no_sequential: bool, min_time: float, as_json: bool) -> None:
-    """Measure the bare model, the end-to-end video pipeline and the sequential loop; per-stage times."""
+          no_sequential: bool, min_time: float, as_json: bool, workers: int | None, segment_seconds: float) -> None:
+    """Measure the bare model, the end-to-end video pipeline and the sequential loop; per-stage times.
+
+    With --workers N: how a segmented job scales from 1 to N workers, and what its join costs."""
     import json
 
     import torch
 
-    from .bench import SAMPLE_CLIP, BenchConfig, render, run_bench
+    from .bench import SAMPLE_CLIP, BenchConfig, render, render_workers, run_bench, run_workers_bench
     from .engine import Upscaler
     from .video import EncodeOptions
 
     clip = clip or SAMPLE_CLIP
     if not clip.exists():
         raise UpscalerError(f"{clip}: no such file")
+    if workers is not None:
+        from .jobs.cluster import require_ray
+
+        require_ray(workers)  # before the model loads
     if threads is not None:
         torch.set_num_threads(threads)
     up = Upscaler(model, scale=int(scale) if scale else None, device=device, precision=precision,  # type: ignore[arg-type]
@@ -364,11 +374,14 @@ def bench(model: str, scale: str | None, device: str, precision: str, clip: Path
                   colour_convert=colour_convert)  # type: ignore[arg-type]
     config = BenchConfig(clip=clip, size=size, frames=frames, encode=EncodeOptions(codec=codec, preset=preset),
                          sequential=not no_sequential, bare_seconds=min_time)
-    report = run_bench(up, config)
+    if workers is not None:
+        report = run_workers_bench(up, config, workers, segment_seconds)
+    else:
+        report = run_bench(up, config)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        Console().print(render(report))
+        Console().print((render_workers if workers is not None else render)(report))
 
 
 def _add_train() -> None:

@@ -52,6 +52,7 @@ def run_job(
     prefer_hardware: bool = False,
     workers: int = 1,
     replica: Callable[[], Replica] | None = None,
+    timings: dict[str, float] | None = None,
     **pipeline: Any,
 ) -> VideoResult:
     """``upscale_video`` as a resumable job of segments of about ``segment_seconds``, cut at keyframes.
@@ -67,6 +68,10 @@ def run_job(
     cluster is joined where ``RAY_ADDRESS`` says, else one is started on this machine), each building its model
     once with ``replica()`` (picklable), which returns its frame function and pipeline arguments. The job folder
     must then be on a file system every worker sees. Progress advances a segment at a time.
+
+    ``timings`` (``upscale bench --workers``) gets the wall seconds of the segment phase (``segments``, Ray's
+    start and the workers' model loading included), the sum of the segments' own encode seconds
+    (``segment_s``) and the join's (``join``).
     """
     src, dst = Path(src), Path(dst)
     options = options or EncodeOptions()
@@ -95,12 +100,13 @@ def run_job(
             assert replica is not None
             runner = functools.partial(cluster.run_segments, src, workers, replica, options, progress, {})
         return _run(src, dst, segments, options, segment_seconds, model, on_start, on_resume, notice,
-                    prefer_hardware, runner, strict)
+                    prefer_hardware, runner, strict, timings if timings is not None else {})
 
 
 def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, segment_seconds: float, model: str,
          on_start: Callable[[VideoInfo], None] | None, on_resume: Callable[[int], None] | None,
-         notice: Callable[[str], None] | None, prefer_hardware: bool, runner: Runner, strict: bool) -> VideoResult:
+         notice: Callable[[str], None] | None, prefer_hardware: bool, runner: Runner, strict: bool,
+         timings: dict[str, float]) -> VideoResult:
     info = probe_video(src)
     container, stream = open_input(src)
     try:  # planned as each segment's pipeline plans it, alpha included, so the join writes what they encoded
@@ -126,7 +132,9 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
     seen: dict[str, None] = {}  # each segment repeats its pipeline's warnings: say each once
     todo = [(s, job.segment_path(s.index, dst.suffix)) for s in segments if s not in done]
     try:
-        _collect(runner(todo), job, segments, dst, failed, seen, strict)
+        timings["segment_s"] = 0.0
+        _collect(runner(todo), job, segments, dst, failed, seen, strict, timings)
+        timings["segments"] = time.perf_counter() - start
         damage, said = _damage(src, job, segments, info.fps)
         if said is not None and not strict:
             seen.setdefault(said)
@@ -139,7 +147,9 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
         parts = [job.path / job.segments[s.index]["file"] for s in segments]
         # Fewer than the source's where damaged frames were left out (the damage warning says so).
         total = sum(job.segments[s.index]["frames"] for s in segments)
+        joining = time.perf_counter()
         join_segments(src, parts, dst, plan, total, [s.first for s in segments])
+        timings["join"] = time.perf_counter() - joining
     except KeyboardInterrupt as exc:
         exc.add_note(f"{len(job.segments)} of {len(segments)} segments are kept in {job.path}: "
                      "the same command resumes")
@@ -152,10 +162,11 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
 
 
 def _collect(outcomes: Iterator[Outcome], job: JobDir, segments: list[Segment], dst: Path, failed: list[str],
-             seen: dict[str, None], strict: bool) -> None:
+             seen: dict[str, None], strict: bool, timings: dict[str, float]) -> None:
     """Vouch for each segment that came out whole; note the others' errors, and every warning once."""
     for outcome in outcomes:
         segment, path = outcome.segment, outcome.path
+        timings["segment_s"] += outcome.seconds
         error = outcome.error
         if strict and outcome.damaged and error is None:
             error = (f"damaged video near {outcome.damaged[0]:.2f} s; strict mode makes a damaged frame an "
@@ -191,6 +202,7 @@ class Outcome:
     error: str | None = None
     damaged: tuple[float, ...] = ()  # seconds of its frames the decoder found damaged (left out or patched up)
     lost: int = 0  # how many of those are left out
+    seconds: float = 0.0  # its encode's wall time, where it ran
 
 
 def _damage(src: Path, job: JobDir, segments: list[Segment], fps: Fraction | None) -> tuple[Damage, str | None]:
@@ -217,6 +229,7 @@ def encode_segment(src: Path, path: Path, segment: Segment, frame_fn: FrameFn, o
     (here or in a Ray worker alike)."""
     with contextlib.suppress(OSError):
         path.unlink()  # a damaged or unvouched-for file of an earlier run
+    began = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         def encode(seek: int | None) -> VideoResult:
@@ -236,9 +249,10 @@ def encode_segment(src: Path, path: Path, segment: Segment, frame_fn: FrameFn, o
                 # from the start instead (slower, but every frame is met; a real error comes again).
                 result = encode(None)
         except MediaError as exc:
-            return Outcome(segment, path, warnings=tuple(str(w.message) for w in caught), error=str(exc))
+            return Outcome(segment, path, warnings=tuple(str(w.message) for w in caught), error=str(exc),
+                           seconds=time.perf_counter() - began)
     return Outcome(segment, path, result.frames, result.width, result.height, tuple(str(w.message) for w in caught),
-                   damaged=result.damaged, lost=result.lost)
+                   damaged=result.damaged, lost=result.lost, seconds=time.perf_counter() - began)
 
 
 def _local(src: Path, frame_fn: FrameFn, options: EncodeOptions, progress: Callable[[int], None] | None,
