@@ -738,3 +738,39 @@ def test_alpha_survives_the_job(clips: Path, tmp_path: Path, reencode: bool,
     ranges, single_ranges = alpha_range(joined), alpha_range(single)
     assert len(ranges) == 20 and ranges == single_ranges
     assert all(lo <= 3 and hi >= 252 for lo, hi in ranges)
+
+
+# -- edit lists, damaged audio, names, resources ---------------------------------------------------
+
+
+def edit_list_copy(good: Path, dst: Path, trimmed: int = 5) -> Path:
+    """``good`` remuxed with its video moved ``trimmed`` frames earlier: the MP4 muxer writes an edit list that
+    trims them (their packets come back marked discard, and the decoder outputs none of them)."""
+    with av.open(str(good)) as inp, av.open(str(dst), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        video, shift = inp.streams.video[0], None
+        for packet in inp.demux():
+            if not packet.size:
+                continue
+            if packet.stream is video:
+                shift = shift if shift is not None else trimmed * (packet.duration or 512)
+                packet.pts -= shift
+                packet.dts -= shift
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dst
+
+
+def test_frames_an_edit_list_trims_are_not_counted(sources: dict[str, Path], tmp_path: Path) -> None:
+    src = edit_list_copy(sources["chaplin"], tmp_path / "cut.mp4")
+    with av.open(str(src)) as c:
+        assert sum(p.is_discard for p in c.demux(video=0) if p.size) == 5
+    single, joined = tmp_path / "single.mp4", tmp_path / "joined.mp4"
+    one = upscale_video(src, single, x2, options=OPTS)
+    segments = plan_segments(scan_video(src), 0.5)
+    assert len(segments) == 3 and sum(s.frames for s in segments) == one.frames == 71
+    assert segments[0].describe(3).startswith("segment 1/3 (0.00 s to ")
+    result = run_job(src, joined, x2, segment_seconds=0.5, options=OPTS)
+    assert result.frames == 71 and decode_all(joined)[0] == decode_all(single)[0]
+    # A negative first time reads as one.
+    assert dataclasses.replace(segments[0], first=Fraction(-1, 5)).describe(3).startswith("segment 1/3 (-0.20 s to")

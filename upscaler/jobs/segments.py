@@ -36,7 +36,8 @@ class Segment:
     last: Fraction
 
     def describe(self, count: int) -> str:
-        return f"segment {self.index + 1}/{count} ({float(self.first):.2f}-{float(self.last):.2f} s)"
+        # "to", not "-": an edit list can make the first frame's time negative.
+        return f"segment {self.index + 1}/{count} ({float(self.first):.2f} s to {float(self.last):.2f} s)"
 
 
 def scan_video(path: Path) -> Scan:
@@ -51,9 +52,10 @@ def scan_video(path: Path) -> Scan:
             if packet.pts is None:
                 complete = False
                 continue
-            pts.append(packet.pts)
-            if packet.is_keyframe:
+            if packet.is_keyframe:  # a discarded one (trimmed by an edit list) is still a seek target
                 keys.append(packet.pts)
+            if not packet.is_discard:  # the decoder never outputs a frame trimmed by an edit list
+                pts.append(packet.pts)
     except (av.error.FFmpegError, OSError) as exc:
         raise MediaError(f"{path}: cannot read its packets ({_reason(exc)})") from None
     finally:
