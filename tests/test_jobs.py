@@ -774,3 +774,23 @@ def test_frames_an_edit_list_trims_are_not_counted(sources: dict[str, Path], tmp
     assert result.frames == 71 and decode_all(joined)[0] == decode_all(single)[0]
     # A negative first time reads as one.
     assert dataclasses.replace(segments[0], first=Fraction(-1, 5)).describe(3).startswith("segment 1/3 (-0.20 s to")
+
+
+def test_a_long_legal_output_name_gets_a_job_folder(sources: dict[str, Path], tmp_path: Path) -> None:
+    dst = tmp_path / ("a" * 246 + ".mp4")  # 250 bytes: legal, but not with ".upscale-job" around it
+    folder = job_dir_for(dst)
+    assert len(os.fsencode(folder.name)) <= 255 and folder.name.endswith(".upscale-job")
+    assert folder != job_dir_for(tmp_path / ("a" * 245 + "b.mp4"))  # still one output's own
+    result = run_job(sources["chaplin"], dst, x2, segment_seconds=0.7, options=OPTS)
+    assert result.frames == 76 and [p.name for p in tmp_path.iterdir()] == [dst.name]
+
+
+def test_segment_checksums_without_file_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from upscaler.jobs import manifest
+
+    data = os.urandom(3 << 20 | 17)  # more than one chunk
+    (tmp_path / "f").write_bytes(data)
+    monkeypatch.delattr(hashlib, "file_digest", raising=False)  # as on Python 3.10
+    assert manifest.sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()

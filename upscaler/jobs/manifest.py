@@ -16,18 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MediaError
+from ..fileio import _hidden_name, _name_max
 
 _VERSION = 1
 _MANIFEST = "manifest.json"
 
 
 def job_dir_for(dst: Path) -> Path:
-    return dst.with_name(f".{dst.name}.upscale-job")
+    """``.NAME.upscale-job`` beside ``dst``; shortened (with a hash of the name) where that would pass the
+    file system's name limit, as the temporary and lock files are."""
+    return dst.with_name(_hidden_name(dst, dst.name, ".upscale-job", _name_max(dst.parent)))
 
 
 def sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:  # by chunks: hashlib.file_digest is Python 3.11+, and we support 3.10
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class JobDir:
