@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import MediaError
-from .fileio import output_lock
+from .fileio import OutputBusy, output_lock
 from .image.io import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
@@ -40,6 +40,7 @@ Status = Literal["done", "skipped", "failed"]
 ProcessFn = Callable[[Path, Path], object]
 
 ALREADY_DONE = "already done"
+BUSY = "another run is writing it"
 # Whole outputs end up to ~7 ms short of their recorded duration (an Opus encoder's end trim); one audio
 # frame is ~20 ms.
 _STREAMS_END_SLACK = 0.02
@@ -194,6 +195,9 @@ def _process_one(
             raise MediaError(f"{dst}: nothing was written")
         note = "; ".join(n for n in (redone, _notes(returned)) if n)
         return FileResult(src, dst, kind, "done", time.perf_counter() - start, note)
+    except OutputBusy:
+        # Another batch into the same folder has it in hand: nothing went wrong here, a rerun finds it done.
+        return FileResult(src, dst, kind, "skipped", note=BUSY)
     except MediaError as exc:
         return FileResult(src, dst, kind, "failed", time.perf_counter() - start, _one_line(str(exc)))
     except Exception as exc:  # a bug or a library failure on one file must not sink the batch
@@ -341,21 +345,22 @@ def print_summary(report: BatchReport, console: Console) -> None:
         console.print(Text(f"No images or videos found in {report.in_dir}"))
         return
     styles = {"done": "green", "skipped": "dim", "failed": "bold red"}
-    collapse = report.skipped_count > _SKIPPED_ROWS_MAX
+    done_before = sum(1 for f in report.files if f.status == "skipped" and f.note == ALREADY_DONE)
+    collapse = done_before > _SKIPPED_ROWS_MAX  # only "already done" rows: the busy ones stay named
     table = Table(show_header=True, header_style="bold")
     table.add_column("File")
     table.add_column("Status")
     table.add_column("Time", justify="right")
     table.add_column("Note")
     for f in report.files:
-        if collapse and f.status == "skipped":
+        if collapse and f.status == "skipped" and f.note == ALREADY_DONE:
             continue
         name = f.src.relative_to(report.in_dir).as_posix()
         seconds = "" if f.status == "skipped" else f"{f.seconds:.1f} s"
         # Text(), not str: file names and messages may contain [brackets] rich would read as markup.
         table.add_row(Text(name), Text(f.status, style=styles[f.status]), seconds, Text(f.note))
     if collapse:
-        rest = Text(f"({report.skipped_count} files)")
+        rest = Text(f"({done_before} files)")
         table.add_row(rest, Text("skipped", style="dim"), "", ALREADY_DONE)
     console.print(table)
     totals = Text(f"{report.done_count} done, {report.skipped_count} skipped, ")

@@ -245,7 +245,7 @@ def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str | None, crf: int 
 
     Outputs that already exist are skipped, so a rerun resumes; a bad file is reported and the rest go on.
     """
-    from .batch import print_summary, run_batch
+    from .batch import BUSY, print_summary, run_batch
     from .progress import frame_progress
     from .video import EncodeOptions
 
@@ -271,6 +271,10 @@ def batch(in_dir: Path, out_dir: Path, suffix: str, codec: str | None, crf: int 
                        overwrite=overwrite, on_file=on_file)
     if not quiet:
         print_summary(report, err_console)
+    else:  # no table: name the files left to another run, so a quiet batch does not pass for complete
+        for item in report.files:
+            if item.status == "skipped" and item.note == BUSY:
+                click.echo(printable(f"upscale: skipped: {item.src}: {item.note}"), err=True)
     if report.failed_count:
         if quiet:  # no table was printed: name each failure, one line each
             for item in report.files:
