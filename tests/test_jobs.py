@@ -794,3 +794,53 @@ def test_segment_checksums_without_file_digest(tmp_path: Path, monkeypatch: pyte
     (tmp_path / "f").write_bytes(data)
     monkeypatch.delattr(hashlib, "file_digest", raising=False)  # as on Python 3.10
     assert manifest.sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+def damaged_audio_copy(good: Path, dst: Path, packets: tuple[int, ...]) -> Path:
+    """``good`` remuxed with the given audio packets (counted from 0) overwritten with seeded noise."""
+    rng = np.random.default_rng(1)
+    with av.open(str(good)) as inp, av.open(str(dst), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        n = -1
+        for packet in inp.demux():
+            if not packet.size:
+                continue
+            if packet.stream.type == "audio":
+                n += 1
+                if n in packets:
+                    noise = av.Packet(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+                    noise.pts, noise.dts, noise.duration = packet.pts, packet.dts, packet.duration
+                    noise.time_base, noise.is_keyframe = packet.time_base, packet.is_keyframe
+                    noise.stream = streams[packet.stream.index]
+                    out.mux(noise)
+                    continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dst
+
+
+def test_damaged_audio_that_is_reencoded_warns_as_a_single_run(clips: Path, tmp_path: Path) -> None:
+    """onepiece_demo.mp4's AAC, 4 packets overwritten, re-encoded to Opus for .webm: the join decodes it as the
+    single run does (silence, one warning for the whole job); with strict it is one input error."""
+    good = remake(clips / "onepiece_demo.mp4", tmp_path / "good.mp4", seconds=3, size=(64, 36), codec="libx264",
+                  gop=12, options={"preset": "veryfast"})
+    src = damaged_audio_copy(good, tmp_path / "bad.mp4", (30, 31, 32, 90))
+    assert len(plan_segments(scan_video(src), 1.0)) >= 2
+    options = EncodeOptions(preset="8")
+
+    def said(run) -> list[str]:  # noqa: ANN001
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+        return [str(w.message) for w in caught if "damaged stream" in str(w.message)]
+
+    single, joined = tmp_path / "single.webm", tmp_path / "joined.webm"
+    alone = said(lambda: upscale_video(src, single, lambda b: b, options=options))
+    assert len(alone) == 1 and "audio packets could not be decoded" in alone[0]
+    job = said(lambda: run_job(src, joined, lambda b: b, segment_seconds=1.0, options=options))
+    assert job == alone  # worded as the single run's, which names the source
+    assert abs(audio_end(joined) - audio_end(single)) < 0.05
+    strict = tmp_path / "strict.webm"
+    with pytest.raises(MediaError, match=r"damaged audio .*strict mode") as err:
+        run_job(src, strict, lambda b: b, segment_seconds=1.0, options=options, strict=True)
+    assert "cannot write" not in str(err.value) and not strict.exists()

@@ -17,10 +17,10 @@ from av.stream import Disposition
 
 from ..errors import MediaError
 from ..fileio import atomic_output
-from ..video.decode import _LIBVPX, _libvpx_decoder, alpha_decoder
+from ..video.decode import _LIBVPX, DamagedStream, _libvpx_decoder, alpha_decoder
 from ..video.options import EncoderPlan
 from ..video.pipeline import VideoWarning
-from ..video.probe import _reason, open_input
+from ..video.probe import _reason, is_damage, open_input
 from ..video.remux import StreamPlan, SubtitleConverter, add_transcoded_audio, copy_tags, plan_streams
 
 # Encoders and decoders of VP8/VP9, whose alpha is a side channel (upscaler/video/decode.py).
@@ -47,8 +47,10 @@ def header_mismatch(parts: list[Path]) -> str | None:
 
 
 def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, frames: int,
-                  starts: list[Fraction]) -> None:
-    """Write ``dst`` (temp-then-rename) from the segment files, in order, and ``src``'s other streams.
+                  starts: list[Fraction], *, strict: bool = False) -> list[float]:
+    """Write ``dst`` (temp-then-rename) from the segment files, in order, and ``src``'s other streams; return
+    the times (seconds from the file's start) of re-encoded audio packets that were damaged and left out as a
+    single run leaves them (silence), or with ``strict`` raise DamagedStream at the first.
 
     ``frames``: how many the segments were recorded with; any other count is an error, not an output. ``starts``: each
     segment's first frame time in the source (seconds), which its packets are moved to: a muxer may have
@@ -59,6 +61,7 @@ def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, fr
         warnings.warn(f"{dst.name}: the segments cannot be joined as they are ({mismatch}): joining them by "
                       "re-encoding", VideoWarning, stacklevel=3)
     source, video_in = open_input(src)
+    audio_damage: list[float] = []
     try:
         streams = plan_streams(source, video_in, plan.container, dst, convert_subtitles=True)
         for note in streams.warnings:
@@ -71,7 +74,7 @@ def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, fr
                 raise MediaError(f"{dst}: cannot create ({_reason(exc)})") from None
             try:
                 written = _write(output, source, video_in, parts, starts, streams, plan,
-                                 reencode=mismatch is not None)
+                                 reencode=mismatch is not None, audio_damage=audio_damage, strict=strict)
                 output.close()
             except (av.error.FFmpegError, OSError) as exc:
                 raise MediaError(f"{dst}: cannot write ({_reason(exc)})") from exc  # the errno says "disk full"
@@ -82,10 +85,12 @@ def join_segments(src: Path, parts: list[Path], dst: Path, plan: EncoderPlan, fr
                 raise MediaError(f"{dst}: the segments hold {written} frames, their manifest {frames}")
     finally:
         source.close()
+    return audio_damage
 
 
 def _write(output: av.container.OutputContainer, source: av.container.InputContainer, video_in: av.stream.Stream,
-           parts: list[Path], starts: list[Fraction], streams: StreamPlan, plan: EncoderPlan, reencode: bool) -> int:
+           parts: list[Path], starts: list[Fraction], streams: StreamPlan, plan: EncoderPlan, reencode: bool,
+           audio_damage: list[float], strict: bool) -> int:
     """The streams, tags and chapters as the single pipeline's Writer sets them; then every packet."""
     copy_tags({k: v for k, v in source.metadata.items()
                if k not in ("major_brand", "minor_version", "compatible_brands")}, output.metadata)
@@ -122,7 +127,7 @@ def _write(output: av.container.OutputContainer, source: av.container.InputConta
             yield item
 
     packets = _encoded(parts, starts, video, plan) if reencode else _remuxed(parts, starts, video)
-    side = _others(source, others, transcode, subtitles)
+    side = _others(source, others, transcode, subtitles, audio_damage, strict)
     for _, packet in heapq.merge(counting(packets), side, key=lambda t: t[0]):
         output.mux(packet)
     for index in transcode:
@@ -222,12 +227,14 @@ def _encoded(parts: list[Path], starts: list[Fraction], video: av.stream.Stream,
 
 
 def _others(source: av.container.InputContainer, others: dict[int, av.stream.Stream], transcode: dict[int, str],
-            subtitles: dict[int, SubtitleConverter]) -> Iterator[Timed]:
-    """The source's other streams, in file order: packets copied, audio decoded for its new encoder, text
-    subtitles converted cue by cue."""
+            subtitles: dict[int, SubtitleConverter], audio_damage: list[float], strict: bool) -> Iterator[Timed]:
+    """The source's other streams, in file order: packets copied, audio decoded for its new encoder (a damaged
+    packet noted in ``audio_damage`` and left out, as video/decode.py's Decoder does), text subtitles converted
+    cue by cue."""
     wanted = [s for s in source.streams if s.index in others or s.index in subtitles]
     if not wanted:
         return
+    start = (source.start_time or 0) / av.time_base  # damage times count from it, as the Decoder's do
     try:
         for packet in source.demux(wanted):
             converter = subtitles.get(packet.stream.index)
@@ -238,15 +245,31 @@ def _others(source: av.container.InputContainer, others: dict[int, av.stream.Str
                 continue
             out = others[packet.stream.index]
             if packet.stream.index in transcode:
-                for frame in packet.decode():
+                for frame in _decode_audio(packet, source.name, start, audio_damage, strict):
                     for encoded in out.encode(frame):
                         yield _seconds(encoded), encoded
             elif packet.size and (packet.dts is not None or packet.pts is not None):
                 seconds = _seconds(packet)
                 packet.stream = out
                 yield seconds, packet
-    except av.error.InvalidDataError as exc:
+    except (av.error.FFmpegError, OSError) as exc:
+        # The source's fault, not the output's: never "cannot write" (many av errors are OSErrors).
         raise MediaError(f"{source.name}: corrupt data in its audio or subtitles ({_reason(exc)})") from None
+
+
+def _decode_audio(packet: av.Packet, name: str, start: float, audio_damage: list[float],
+                  strict: bool) -> list[av.AudioFrame]:
+    try:
+        return packet.decode()
+    except av.error.FFmpegError as exc:
+        if not is_damage(exc):
+            raise
+        at = float(packet.pts * packet.time_base) - start if packet.pts is not None and packet.time_base else 0.0
+        if strict:
+            raise DamagedStream(f"{name}: damaged audio (stream #{packet.stream.index}) near {at:.2f} s "
+                                f"({_reason(exc)}); strict mode stops at the first damaged packet") from None
+        audio_damage.append(at)
+        return []
 
 
 def _rescale(ts: int, src: Fraction, dst: Fraction) -> int:

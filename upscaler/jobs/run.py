@@ -135,21 +135,24 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
         timings["segment_s"] = 0.0
         _collect(runner(todo), job, segments, dst, failed, seen, strict, timings)
         timings["segments"] = time.perf_counter() - start
-        damage, said = _damage(src, job, segments, info.fps)
-        if said is not None and not strict:
-            seen.setdefault(said)
-        for message in seen:
-            warnings.warn(message, VideoWarning, stacklevel=2)
-        if failed:
-            kept = len(segments) - len(failed)
-            raise MediaError(f"{src}: {'; '.join(failed)} ({kept} of {len(segments)} segments done and kept in "
-                             f"{job.path}: run the same command again to retry the failed ones)")
-        parts = [job.path / job.segments[s.index]["file"] for s in segments]
-        # Fewer than the source's where damaged frames were left out (the damage warning says so).
-        total = sum(job.segments[s.index]["frames"] for s in segments)
-        joining = time.perf_counter()
-        join_segments(src, parts, dst, plan, total, [s.first for s in segments])
-        timings["join"] = time.perf_counter() - joining
+        damage, decoded = _damage(job, segments, info.fps)
+        try:
+            if failed:
+                kept = len(segments) - len(failed)
+                raise MediaError(f"{src}: {'; '.join(failed)} ({kept} of {len(segments)} segments done and kept "
+                                 f"in {job.path}: run the same command again to retry the failed ones)")
+            parts = [job.path / job.segments[s.index]["file"] for s in segments]
+            # Fewer than the source's where damaged frames were left out (the damage warning says so).
+            total = sum(job.segments[s.index]["frames"] for s in segments)
+            joining = time.perf_counter()
+            # Re-encoded audio is decoded only here: its damage joins the video's in the one warning.
+            damage.audio = join_segments(src, parts, dst, plan, total, [s.first for s in segments], strict=strict)
+            timings["join"] = time.perf_counter() - joining
+        finally:
+            if damage and not strict:
+                seen.setdefault(damage.describe(src.name, decoded))
+            for message in seen:
+                warnings.warn(message, VideoWarning, stacklevel=2)
     except KeyboardInterrupt as exc:
         exc.add_note(f"{len(job.segments)} of {len(segments)} segments are kept in {job.path}: "
                      "the same command resumes")
@@ -205,15 +208,15 @@ class Outcome:
     seconds: float = 0.0  # its encode's wall time, where it ran
 
 
-def _damage(src: Path, job: JobDir, segments: list[Segment], fps: Fraction | None) -> tuple[Damage, str | None]:
-    """The damaged frames of every finished segment (this run's and those resumed), and one warning for them
-    worded as a single run's (frames counted over the whole video)."""
+def _damage(job: JobDir, segments: list[Segment], fps: Fraction | None) -> tuple[Damage, int]:
+    """The damaged frames of every finished segment (this run's and those resumed), and how many frames they
+    decoded, for one warning worded as a single run's (frames counted over the whole video)."""
     entries = [job.segments[s.index] for s in segments if s.index in job.segments]
     frames = sorted(t for e in entries for t in e.get("damaged", ()))
     lost = sum(e.get("lost", 0) for e in entries)
     # describe() needs only how many were left out or kept, and all their times.
     damage = Damage(lost=frames[:lost], concealed=frames[lost:], fps=float(fps or 25))
-    return damage, damage.describe(src.name, sum(e["frames"] for e in entries)) if damage else None
+    return damage, sum(e["frames"] for e in entries)
 
 
 # How the pipeline's warning about damaged frames reads (upscaler/video/decode.py Damage.describe).
