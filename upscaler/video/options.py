@@ -95,6 +95,16 @@ _ALPHA_SUGGESTED = {"libvpx-vp9": ("webm", "matroska"), "prores_ks": ("mov", "ma
 # libvpx refuses alpha in 4:2:2 and 4:4:4 (avcodec_open2 fails) although it lists yuva422p/yuva444p.
 _VP9_ALPHA = "yuva420p"
 _CHROMA_NAMES = {(0, 0): "4:4:4", (1, 0): "4:2:2", (1, 1): "4:2:0"}
+# Delivery formats (by FFmpeg codec id, so NVENC counts too): RGB input, mostly screen captures headed for
+# playback, gets 4:2:0 in them; lossless/intra codecs (FFV1, ProRes, PNG, QTRLE...) keep its full chroma.
+_DELIVERY = ("h264", "hevc", "vp8", "vp9", "av1")
+# Their profiles that 4:2:2/4:4:4 needs, which few players, browsers and hardware decoders take.
+_FULL_CHROMA_PROFILES = {
+    ("h264", (0, 0)): "High 4:4:4", ("h264", (1, 0)): "High 4:2:2",
+    ("hevc", (0, 0)): "Main 4:4:4", ("hevc", (1, 0)): "Main 4:2:2 10",
+    ("vp9", (0, 0)): "VP9 profile 1", ("vp9", (1, 0)): "VP9 profile 1",
+    ("av1", (0, 0)): "High", ("av1", (1, 0)): "Professional",
+}
 
 
 @dataclass
@@ -109,8 +119,8 @@ class EncodeOptions:
     ``preset``: FFmpeg's word for the codec (x264 "medium", SVT-AV1 "8", prores_ks profile "hq",
     VP9 cpu-used "4"). ``pix_fmt``: None follows the input's bit depth, chroma subsampling and alpha
     (yuv420p -> yuv420p, yuv444p -> yuv444p, yuv420p10le -> yuv420p10le, VP9 with alpha -> yuva420p), or the
-    encoder's closest. An input with alpha and no codec asked for gets VP9 in .mkv as in .webm, so the alpha
-    is kept.
+    encoder's closest; RGB input gets 4:2:0 from H.264/HEVC/VP9/AV1 and 4:4:4 from the others. An input with
+    alpha and no codec asked for gets VP9 in .mkv as in .webm, so the alpha is kept.
     """
 
     codec: str | None = None
@@ -216,11 +226,15 @@ def _plan(options: EncodeOptions, name: str, dst: Path, muxer: str, src_pix_fmt:
             notes.append(f"alpha channel dropped: pixel format {pix_fmt} has none")
     else:
         keep_alpha = alpha and holds_alpha
-        pix_fmt = _pick_format(codec.name, formats, depth, _chroma_of(src_pix_fmt), keep_alpha)
+        chroma = _chroma_of(src_pix_fmt)
+        if codec.canonical_name in _DELIVERY and av.VideoFormat(src_pix_fmt).is_rgb:
+            chroma = (1, 1)
+        pix_fmt = _pick_format(codec.name, formats, depth, chroma, keep_alpha)
         if keep_alpha and not has_alpha(pix_fmt):
             keep_alpha = False
             notes.append(f"alpha channel dropped: {codec.name} has no alpha pixel format here")
-        notes.extend(_fallback_note(codec.name, pix_fmt, depth, _chroma_of(src_pix_fmt), keep_alpha))
+        notes.extend(_fallback_note(codec.name, pix_fmt, depth, chroma, keep_alpha))
+        notes.extend(_playback_note(codec.canonical_name, pix_fmt))
     if alpha and not holds_alpha:
         notes.append(_alpha_dropped(codec.name, dst, muxer))
     codec_options = _codec_options(codec.name, options)
@@ -290,6 +304,17 @@ def _fallback_note(codec: str, pix_fmt: str, depth: int, chroma: tuple[int, int]
         missing.append(_CHROMA_NAMES.get(chroma, "full-chroma"))
     mode = " ".join([*missing, "mode"] + (["with alpha"] if alpha else []))
     return [f"{codec} has no {mode} here: writing {pix_fmt}"] if missing else []
+
+
+def _playback_note(codec_id: str, pix_fmt: str) -> list[str]:
+    """One line when our default is a delivery codec's 4:2:2/4:4:4 profile, which many players cannot decode.
+    Not said for an asked ``--pix-fmt``: that user chose it."""
+    profile = _FULL_CHROMA_PROFILES.get((codec_id, _chroma_of(pix_fmt)))
+    if profile is None:
+        return []
+    if codec_id == "vp9" and bit_depth(pix_fmt) > 8:
+        profile = "VP9 profile 3"
+    return [f"writing {pix_fmt} ({profile}): many players and browsers cannot play it; --pix-fmt yuv420p for those"]
 
 
 def _alpha_dropped(codec: str, dst: Path, muxer: str) -> str:
