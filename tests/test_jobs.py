@@ -844,3 +844,69 @@ def test_damaged_audio_that_is_reencoded_warns_as_a_single_run(clips: Path, tmp_
     with pytest.raises(MediaError, match=r"damaged audio .*strict mode") as err:
         run_job(src, strict, lambda b: b, segment_seconds=1.0, options=options, strict=True)
     assert "cannot write" not in str(err.value) and not strict.exists()
+
+
+def test_a_stale_job_folder_is_removed_only_under_the_lock(clips: Path, tmp_path: Path) -> None:
+    """Another run holds the output: its job folder (here one the short video's single pass would remove as
+    stale) stays, and this run fails as busy."""
+    dst = tmp_path / "short.mp4"
+    folder = job_dir_for(dst)
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from pathlib import Path; from upscaler.fileio import output_lock\n"
+         f"with output_lock(Path({str(dst)!r})):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(MediaError, match="another upscale run is writing"):
+            run_job(clips / "realshort.mp4", dst, lambda b: b, segment_seconds=0.5,
+                    options=EncodeOptions(preset="ultrafast"))
+        assert (folder / "manifest.json").exists() and not dst.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_strict_rerun_redoes_segments_a_lenient_run_kept_damaged(sources: dict[str, Path], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    src, dst = broken_copy(sources["chaplin"], tmp_path / "broken.mp4", 1), tmp_path / "out.mp4"
+
+    def full(*args):  # noqa: ANN002, ANN202 - the lenient run's join fails, so its segments are kept
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        yield
+
+    monkeypatch.setattr(join, "_remuxed", full)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VideoWarning)
+        with pytest.raises(MediaError, match="No space left"):
+            run_job(src, dst, lambda b: b, segment_seconds=0.7, options=OPTS)
+    monkeypatch.undo()
+    counting = Counting()
+    with pytest.raises(MediaError, match=r"segment 2/3 .*damaged video") as err:
+        run_job(src, dst, counting, segment_seconds=0.7, options=OPTS, strict=True)
+    assert "segment 1/" not in str(err.value) and not dst.exists()
+    assert 0 < counting.frames < 40  # only the damaged segment was redone
+
+
+def test_a_segment_is_retried_from_the_start_only_when_short(sources: dict[str, Path], tmp_path: Path) -> None:
+    src = sources["chaplin"]
+    scan = scan_video(src)
+    segments = plan_segments(scan, 0.7)
+    middle = segments[1]
+    # A seek that lands on the keyframe half-way through the segment: its first frames are missing.
+    inside = next(k for k in scan.keyframes if middle.start < k < middle.end)
+    told: list[int] = []
+    outcome = encode_segment(src, tmp_path / "part.mp4", dataclasses.replace(middle, seek=inside), lambda b: b,
+                             OPTS, told.append, {})
+    assert outcome.error is None and outcome.frames == middle.frames
+    assert sum(told) == middle.frames  # the short first attempt's frames are not counted twice
+    # Any other error is not retried (decoding from the start would only fail the same way, much later).
+    calls = [0]
+
+    def failing(batch: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        raise MediaError("disk full (as the test says)")
+
+    outcome = encode_segment(src, tmp_path / "part.mp4", middle, failing, OPTS, None, {})
+    assert outcome.error is not None and "disk full" in outcome.error and calls[0] == 1

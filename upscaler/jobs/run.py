@@ -81,19 +81,20 @@ def run_job(
             raise ValueError("workers > 1 needs a replica() to build each worker's model")
     check_output_path(src, dst, overwrite)
     segments = plan_segments(scan_video(src), segment_seconds)
-    if len(segments) < 2:
-        leftover = job_dir_for(dst)
-        if leftover.exists():  # its key had other options or another source: this one is too short for it
-            warnings.warn(f"{dst.name}: the unfinished job in {leftover} was stale (this run takes one pass): "
-                          "removed", VideoWarning, stacklevel=2)
-            shutil.rmtree(leftover, ignore_errors=True)
-        return upscale_video(src, dst, frame_fn, options=options, overwrite=overwrite, progress=progress,
-                             on_start=on_start, prefer_hardware=prefer_hardware, **pipeline)
-    # Segments always decode leniently: strict is applied to the damage each one finds in its own frames (its
-    # decoder also sees some of its neighbours', which must not fail it).
-    strict = bool(pipeline.pop("strict", False))
-    # The output's lock, held for the whole job, also keeps a second run out of its job folder.
+    # The output's lock, held for the whole job, also keeps a second run out of its job folder (a run that
+    # holds it may be using the folder this one would remove as stale).
     with output_lock(dst, overwrite=overwrite):
+        if len(segments) < 2:
+            leftover = job_dir_for(dst)
+            if leftover.exists():  # its key had other options or another source: this one is too short for it
+                warnings.warn(f"{dst.name}: the unfinished job in {leftover} was stale (this run takes one "
+                              "pass): removed", VideoWarning, stacklevel=2)
+                shutil.rmtree(leftover, ignore_errors=True)
+            return upscale_video(src, dst, frame_fn, options=options, overwrite=overwrite, progress=progress,
+                                 on_start=on_start, prefer_hardware=prefer_hardware, **pipeline)
+        # Segments always decode leniently: strict is applied to the damage each one finds in its own frames
+        # (its decoder also sees some of its neighbours', which must not fail it).
+        strict = bool(pipeline.pop("strict", False))
         pipeline["prefer_hardware"] = prefer_hardware
         runner: Runner = functools.partial(_local, src, frame_fn, options, progress, pipeline)
         if workers > 1:
@@ -121,7 +122,10 @@ def _run(src: Path, dst: Path, segments: list[Segment], options: EncodeOptions, 
     total = sum(s.frames for s in segments)
     if on_start is not None:
         on_start(dataclasses.replace(info, frames=total))
-    done = [s for s in segments if job.done(s.index, s.frames)]
+    # The job key leaves strict out (a lenient rerun may reuse a strict run's segments): a strict run redoes
+    # the finished segments with recorded damage, so that the damage fails them.
+    done = [s for s in segments if job.done(s.index, s.frames)
+            and not (strict and job.segments[s.index].get("damaged"))]
     if done:
         if on_resume is not None:
             on_resume(sum(s.frames for s in done))
@@ -233,20 +237,34 @@ def encode_segment(src: Path, path: Path, segment: Segment, frame_fn: FrameFn, o
     with contextlib.suppress(OSError):
         path.unlink()  # a damaged or unvouched-for file of an earlier run
     began = time.perf_counter()
+    told = [0]  # frames passed to ``progress``: a retry's frames count only past the first attempt's
+
+    def counted() -> Callable[[int], None]:
+        seen = [0]
+
+        def tell(n: int) -> None:
+            seen[0] += n
+            if progress is not None and seen[0] > told[0]:
+                progress(seen[0] - told[0])
+            told[0] = max(told[0], seen[0])
+        return tell
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         def encode(seek: int | None) -> VideoResult:
-            return upscale_video(src, path, frame_fn, options=options, progress=progress, overwrite=True,
+            return upscale_video(src, path, frame_fn, options=options, progress=counted(), overwrite=True,
                                  span=Span(segment.start, segment.end, seek), **pipeline)
 
         try:
             try:
                 result = encode(segment.seek)
                 short = result.frames < segment.frames and not result.damaged
-            except MediaError:
-                if segment.seek is None:
+            except MediaError as exc:
+                # Only a seek that found none of the segment's frames is retried: any other error (a full
+                # disk, a failing encoder) would only come again, after decoding from the start.
+                if segment.seek is None or str(exc) != f"{src}: no frames decoded":
                     raise
-                short = True  # e.g. no frame at all
+                short = True
             if short and segment.seek is not None:
                 # Frames missing, none damaged: the demuxer's seek landed past the keyframe asked for. Decode
                 # from the start instead (slower, but every frame is met; a real error comes again).
