@@ -267,3 +267,33 @@ def test_444_alpha_on_vp9_says_what_it_writes() -> None:
     assert plan.notes == ("libvpx-vp9 has no 4:4:4 mode with alpha here: writing yuva420p",)
     ffv1 = plan_encoder(EncodeOptions(codec="ffv1"), Path("out.mkv"), "yuva444p", alpha=True)
     assert (ffv1.pix_fmt, ffv1.notes) == ("yuva444p", ())
+
+
+@pytest.mark.parametrize(("codec", "pix_fmt", "ext"), [
+    ("qtrle", "argb", ".mov"),  # a QuickTime screen capture
+    ("png", "rgba", ".mov"),
+    ("ffv1", "yuva444p", ".mkv"),  # planar alpha
+])
+def test_fully_opaque_alpha_counts_as_none(tmp_path: Path, clips: Path, codec: str, pix_fmt: str, ext: str) -> None:
+    """An alpha channel that is all opaque in the first frame is no alpha: no warning on .mp4, and .mkv keeps
+    H.264 instead of switching to slow VP9. The same file with a real alpha still keeps it."""
+    from upscaler.video.decode import alpha_decoder
+
+    opaque = tmp_path / f"opaque{ext}"
+    with av.open(str(opaque), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
+        for i, rgba in enumerate(rgba_frames(clips, deep=False)):
+            rgba[..., 3] = 255
+            frame = av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format=pix_fmt)
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    see_through = make_alpha_clip(tmp_path / f"alpha{ext}", clips, codec, pix_fmt)
+    for path, has in ((opaque, False), (see_through, True)):
+        with av.open(str(path)) as container:
+            assert (alpha_decoder(container.streams.video[0], path) is not None) is has
+    result, said = run(opaque, tmp_path / "out.mp4", options=EncodeOptions(preset="ultrafast"))
+    assert result.codec == "libx264" and not [s for s in said if "alpha" in s], said
+    result, said = run(opaque, tmp_path / "out.mkv", options=EncodeOptions(preset="ultrafast"))
+    assert result.codec == "libx264" and not [s for s in said if "alpha" in s], said

@@ -362,7 +362,8 @@ def alpha_decoder(stream: av.video.stream.VideoStream, path: Path) -> str | None
     """The decoder that gives this stream's alpha (libvpx for VP8/VP9 alpha), or None when it has none.
 
     Browsers' MediaRecorder flags every VP9 recording ALPHA_MODE=1, alpha or not, so the first packet is looked
-    at too (in a separate open of ``path``).
+    at too (in a separate open of ``path``). Other codecs' alpha pixel formats count only when the first
+    frame's alpha is not all opaque.
     """
     cc = stream.codec_context
     if cc is None:
@@ -370,7 +371,28 @@ def alpha_decoder(stream: av.video.stream.VideoStream, path: Path) -> str | None
     if cc.name in _LIBVPX:
         tagged = any(k.lower() == "alpha_mode" and v.strip() == "1" for k, v in stream.metadata.items())
         return _LIBVPX[cc.name] if tagged and _first_packet_has_alpha(path, stream.index) else None
-    return cc.name if cc.pix_fmt and has_alpha(cc.pix_fmt) else None
+    if cc.pix_fmt and has_alpha(cc.pix_fmt):
+        # QTRLE argb screen captures and rgba PNG video mostly carry an alpha that is all opaque: keeping it
+        # would cost a warning on .mp4 and slow VP9 in .mkv for nothing.
+        return None if _first_frame_opaque(path, stream.index) else cc.name
+    return None
+
+
+def _first_frame_opaque(path: Path, index: int) -> bool:
+    """Whether the first decoded frame's alpha is all at its maximum (a fresh open of ``path``)."""
+    try:
+        with av.open(str(path), metadata_errors="replace") as container:
+            for frame in container.decode(container.streams[index]):
+                alpha = read_alpha(frame, np.dtype(np.uint16))  # planar: exact at any bit depth
+                if alpha is not None:
+                    return bool(np.all(alpha == 65535))
+                # Packed (argb, rgba64): at its own width, as swscale widens 8-bit 255 to 65532.
+                deep = max(c.bits for c in frame.format.components) > 8
+                packed = frame.to_ndarray(format="rgba64le" if deep else "rgba")[..., 3]
+                return bool(np.all(packed == (65535 if deep else 255)))
+    except (av.error.FFmpegError, OSError, ValueError):
+        pass  # the decoder reports a damaged file itself; meanwhile the alpha counts as real
+    return False
 
 
 def _first_packet_has_alpha(path: Path, index: int) -> bool:
