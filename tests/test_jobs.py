@@ -910,3 +910,23 @@ def test_a_segment_is_retried_from_the_start_only_when_short(sources: dict[str, 
 
     outcome = encode_segment(src, tmp_path / "part.mp4", middle, failing, OPTS, None, {})
     assert outcome.error is not None and "disk full" in outcome.error and calls[0] == 1
+
+
+def test_ray_workers_ask_for_the_gpu_their_model_runs_on() -> None:
+    import functools
+
+    from upscaler.engine import video_replica
+    from upscaler.jobs.cluster import _on_visible_gpu, actor_resources
+
+    # CUDA here and the spec does not say cpu: a GPU each, or an equal share that fits on one GPU.
+    for device in ("auto", None, "cuda", "cuda:1"):
+        assert actor_resources(2, device, True, 2, 16) == {"num_cpus": 1, "num_gpus": 1}
+    assert actor_resources(4, "auto", True, 1, 16)["num_gpus"] == 0.25
+    assert actor_resources(3, "auto", True, 2, 16)["num_gpus"] == 0.5  # 2 + 1: not 2/3, which fits only once
+    # On the CPU (asked for, or no CUDA here, or no GPU in the cluster): no GPU, the cores shared.
+    assert actor_resources(2, "cpu", True, 2, 16) == {"num_cpus": 8, "num_gpus": 0}
+    assert actor_resources(3, "auto", False, 0, 16) == {"num_cpus": 5, "num_gpus": 0}
+    assert actor_resources(4, "cuda", True, 0, 2) == {"num_cpus": 1, "num_gpus": 0}
+    # The GPU Ray gives an actor is its only visible one: "cuda:1" there is "cuda".
+    moved = _on_visible_gpu(functools.partial(video_replica, {"device": "cuda:1", "model": "m"}))
+    assert isinstance(moved, functools.partial) and moved.args[0] == {"device": "cuda", "model": "m"}

@@ -3,6 +3,8 @@ with ``pip install "upscaler[cluster]"``)."""
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,10 +27,46 @@ def require_ray(workers: int) -> None:
                             "(pip install \"upscaler[cluster]\"), or use --workers 1") from None
 
 
+def actor_resources(workers: int, device: str | None, cuda: bool, gpus: float, cores: float) -> dict[str, float]:
+    """What each of ``workers`` Ray actors asks for. Ray hides the GPUs from an actor that asks for none
+    (CUDA_VISIBLE_DEVICES=""), so one whose model would run on CUDA (``cuda`` available here and ``device``
+    not another) asks for a GPU, or a share of one when there are more workers than GPUs: 1/k for k workers
+    a GPU, so that every share fits on some GPU. CPU workers share the cores (their torch threads too)."""
+    threads = max(1, int(cores) // workers)
+    on_cuda = cuda and gpus >= 1 and (device in (None, "auto") or str(device).startswith("cuda"))
+    if not on_cuda:
+        return {"num_cpus": threads, "num_gpus": 0}
+    per_gpu = math.ceil(workers / int(gpus))
+    return {"num_cpus": 1, "num_gpus": 1 if per_gpu == 1 else 1 / per_gpu}
+
+
+def _on_visible_gpu(replica: Callable[[], Replica]) -> Callable[[], Replica]:
+    """``replica`` (engine.video_replica with an Upscaler spec) with "cuda:N" made "cuda": in the actor the
+    one GPU Ray gave it is the only one visible, as device 0."""
+    if isinstance(replica, functools.partial) and replica.args and isinstance(replica.args[0], dict):
+        spec = replica.args[0]
+        if str(spec.get("device", "")).startswith("cuda:"):
+            return functools.partial(replica.func, {**spec, "device": "cuda"}, *replica.args[1:],
+                                     **replica.keywords)
+    return replica
+
+
+def _device(replica: Callable[[], Replica]) -> str | None:
+    """The device the spec of an engine.video_replica partial asks for (None: not known, as "auto")."""
+    if isinstance(replica, functools.partial) and replica.args and isinstance(replica.args[0], dict):
+        device = replica.args[0].get("device")
+        return None if device is None else str(device)
+    return None
+
+
 class _Worker:
     """A Ray actor: builds its model once, then encodes the segments it is given."""
 
-    def __init__(self, replica: Callable[[], Replica]) -> None:
+    def __init__(self, replica: Callable[[], Replica], threads: int | None = None) -> None:
+        if threads is not None:  # this worker's share of the cores, not torch's default of all of them
+            import torch
+
+            torch.set_num_threads(threads)
         self.frame_fn, self.pipeline = replica()
 
     def encode(self, src: Path, path: Path, segment: Segment, options: EncodeOptions,
@@ -53,8 +91,18 @@ def run_segments(src: Path, workers: int, replica: Callable[[], Replica], option
         ray.init(num_cpus=max(workers, os.cpu_count() or 1) if local else None, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     try:
-        actor = ray.remote(_Worker)
-        pool = [actor.remote(replica) for _ in range(min(workers, len(todo)))]
+        import torch
+
+        count = min(workers, len(todo))
+        totals = ray.cluster_resources()
+        resources = actor_resources(count, _device(replica), torch.cuda.is_available(),
+                                    totals.get("GPU", torch.cuda.device_count()), totals.get("CPU", 1))
+        if resources["num_gpus"]:
+            replica, threads = _on_visible_gpu(replica), None
+        else:
+            threads = int(resources["num_cpus"])
+        actor = ray.remote(_Worker).options(**resources)
+        pool = [actor.remote(replica, threads) for _ in range(count)]
         queue = list(todo)
         running: dict[Any, Any] = {}  # future -> its actor
 
