@@ -116,6 +116,9 @@ class Upscaler:
         # Set by `upscale bench` to time the stages; None costs nothing.
         self.timer: StageTimer | None = None
         self._transfer = HostTransfer(self.device) if self.device.type == "cuda" else None
+        # (width, height, itemsize) -> the most frames checked to fit: a video checks once, up front, so a dip
+        # in available memory cannot refuse a long run halfway.
+        self._memory_checked: dict[tuple[int, int, int], int] = {}
 
     # -- tensors -------------------------------------------------------------------------------------------
 
@@ -262,7 +265,7 @@ class Upscaler:
         def from_rgb(y: torch.Tensor) -> torch.Tensor:
             return to_samples(y.mul(peak).round_().permute(0, 2, 3, 1), batch.dtype.itemsize).contiguous()
 
-        self.check_memory(len(batch), batch.shape[2], batch.shape[1], batch.dtype.itemsize)
+        self._check_memory_once(len(batch), batch.shape[2], batch.shape[1], batch.dtype.itemsize)
         fetch = self._submit(batch, to_rgb, from_rgb)
         return (lambda: fetch()[0]) if single else fetch
 
@@ -275,7 +278,7 @@ class Upscaler:
         if frames.ndim != 2 or frames.shape[1] != src.length or frames.dtype != src.dtype:
             raise UpscalerError(f"expected flat {src.pix_fmt} frames (N, {src.length}) of {src.dtype}, "
                                 f"got {frames.shape} {frames.dtype}")
-        self.check_memory(len(frames), src.width, src.height, frames.dtype.itemsize)
+        self._check_memory_once(len(frames), src.width, src.height, frames.dtype.itemsize)
         return self._submit(frames, lambda x: yuv_to_rgb(x, src),
                             lambda y: rgb_to_yuv(y[:, :, : dst.height, : dst.width], dst))
 
@@ -307,6 +310,13 @@ class Upscaler:
                     f"the output would be {out_w}x{out_h} pixels ({pixels / 1e6:,.0f} MP) a frame: that needs "
                     f"about {_gib(need)} of {what}, and {_gib(have)} is available (use a smaller --outscale"
                     f"{' or --batch-size' if chunk > 1 else ''})")
+
+    def _check_memory_once(self, frames: int, width: int, height: int, itemsize: int) -> None:
+        """``check_memory``, skipped for a size already found to fit as many frames or more."""
+        key = (width, height, itemsize)
+        if self._memory_checked.get(key, 0) < frames:
+            self.check_memory(frames, width, height, itemsize)
+            self._memory_checked[key] = frames
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the output for an input of that size."""
@@ -346,6 +356,7 @@ class Upscaler:
         on this model; ``on_resume(n)`` hears of the frames an earlier, interrupted run finished. ``workers``
         > 1: the segments run on that many Ray actors, each with a copy of this model (``spec``)."""
         from .video import EncodeOptions, upscale_video
+        from .video.colour import bit_depth
 
         run: Callable[..., VideoResult] = upscale_video
         job: dict[str, object] = {}
@@ -360,7 +371,10 @@ class Upscaler:
         def started(info: VideoInfo) -> None:
             # Called once the input and the encoder have been checked, before the first frame; a refusal of an
             # output too big for memory comes first, without a warning line beside it.
-            self.check_memory(self.batch_size, info.width, info.height)
+            # Frames deeper than 8 bits come as uint16: twice the host memory of 8-bit ones.
+            itemsize = 2 if bit_depth(info.pix_fmt) > 8 else 1
+            self.check_memory(self.batch_size, info.width, info.height, itemsize)
+            self._memory_checked[(info.width, info.height, itemsize)] = self.batch_size
             warn_if_short_of_space(dst, video_size_estimate(Path(src), self.outscale))
             if on_start is not None:
                 on_start(info)
