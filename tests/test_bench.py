@@ -200,6 +200,7 @@ def test_bench_workers_compares_the_same_job_on_1_and_n(one_thread: None) -> Non
     result = CliRunner().invoke(main, ["bench", "--json", "--workers", "2", "--frames", "24", "--size", "64x36",
                                        "--segment-seconds", "0.25", "--device", "cpu", "--preset", "ultrafast"])
     assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # nothing of Ray's start-up on the command's stderr
     r = json.loads(result.stdout)
     assert (r["frames"], r["segments"], r["input"], r["video_s"]) == (24, 4, [64, 36], 1.0)
     one, two = r["runs"]

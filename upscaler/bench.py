@@ -367,14 +367,14 @@ def _worker_notes(r: dict[str, Any]) -> list[str]:
     notes = []
     if r["device"].startswith("cpu"):
         speeds = f"segment fps {one['segment_fps'] or 0:.2f} -> {many['segment_fps'] or 0:.2f}"
-        # Ray sets OMP_NUM_THREADS=1 in its actors: torch there runs one thread, here --threads (torch's default).
+        # A CPU worker runs torch on its share of the cores (jobs/cluster.py); this process on --threads.
         if (many["segment_fps"] or 0) < (one["segment_fps"] or 0):
             notes.append(f"{n} workers share {cores} CPU cores: each gets a part of what the single run had to "
                          f"itself, so each worker's own speed falls ({speeds})")
         else:
-            notes.append(f"each worker was as fast as the single run or faster ({speeds}): a Ray worker runs torch "
-                         f"on 1 thread, this process on {threads}; where other work keeps cores busy, more threads "
-                         "than free cores slow torch down (compare --threads 1)")
+            notes.append(f"each worker was as fast as the single run or faster ({speeds}): a worker runs torch on "
+                         f"{max(1, cores // n)} thread(s), this process on {threads}; where other work keeps cores "
+                         "busy, more threads than free cores slow torch down (compare --threads 1)")
     notes.append(f"{many['overhead_s']:.1f} s of the {n}-worker run is not segment work: Ray's start, each worker "
                  "loading its own model, and the last segment running alone; it is paid once per job, so it "
                  "matters less on long videos")

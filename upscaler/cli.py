@@ -195,6 +195,7 @@ def video(src: Path, dst: Path | None, codec: str | None, crf: int | None, prese
         from .jobs.cluster import require_ray
 
         require_ray(workers)  # before the model loads
+        _quiet_ray()
     up = _make_upscaler(**model_kw)
     dst = dst or default_output(src, up.outscale)
     options = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
@@ -310,6 +311,14 @@ def models() -> None:
                     "SRVGGNetCompact, SRResNet / MSRResNet (SRGAN).")
 
 
+def _quiet_ray() -> None:
+    """Ray's start-up notices (token authentication...) go to stderr through the handler its import puts on
+    the "ray" logger: keep them from standing beside the command's one line. Its errors still show."""
+    import logging
+
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
+
 def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -371,6 +380,7 @@ def bench(model: str, scale: str | None, device: str, precision: str, clip: Path
         from .jobs.cluster import require_ray
 
         require_ray(workers)  # before the model loads
+        _quiet_ray()
     if threads is not None:
         torch.set_num_threads(threads)
     up = Upscaler(model, scale=int(scale) if scale else None, device=device, precision=precision,  # type: ignore[arg-type]
