@@ -414,3 +414,43 @@ def test_bad_quality_and_unwritable_output(tmp_path: Path) -> None:
         write_image(tmp_path / "wide.webp", Image(rgb=np.zeros((1, 16384, 3), np.uint8)))
     check_one_line_error(exc, "16383", "16384x1")
     assert leftovers(tmp_path) == []
+
+
+def test_concurrent_reads_leave_opencv_log_level_as_it_was(shared: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads decoding at once: the one that waits must not save the other's silenced OpenCV log level
+    as the one to restore (the level is process-wide), and the stderr redirect is held by one at a time."""
+    import threading
+    import time
+
+    import upscaler.image.io as image_io
+
+    src = tmp_path / "small.png"
+    cv2.imwrite(str(src), cv2.imread(str(bench_image(shared, "Set5/bird.png")))[:16, :16])
+    real = cv2.imdecode
+    first_in, first_go, second_go = threading.Event(), threading.Event(), threading.Event()
+    inside: list[bool] = []
+
+    def imdecode(data: np.ndarray, flags: int) -> np.ndarray:
+        inside.append(image_io._STDERR_LOCK.locked())
+        if threading.current_thread().name == "first":
+            first_in.set()
+            first_go.wait(10)
+        else:
+            second_go.wait(10)
+        return real(data, flags)
+
+    monkeypatch.setattr(image_io.cv2, "imdecode", imdecode)
+    level = cv2.utils.logging.getLogLevel()
+    read = [threading.Thread(target=read_image, args=(src,), name=name) for name in ("first", "second")]
+    read[0].start()
+    assert first_in.wait(10)
+    read[1].start()
+    time.sleep(0.2)  # the second is now waiting for the first
+    assert inside == [True]  # the second is not decoding while the first holds fd 2
+    first_go.set()
+    read[0].join(10)
+    second_go.set()
+    read[1].join(10)
+    assert inside == [True, True]
+    assert cv2.utils.logging.getLogLevel() == level

@@ -119,7 +119,7 @@ def read_image(path: Path | str) -> Image:
     if data.size == 0:
         raise MediaError(f"{path}: empty file")
 
-    with _quiet_opencv(), _native_stderr_captured() as complaints:
+    with _native_stderr_captured() as complaints:
         try:
             arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         except cv2.error:
@@ -272,27 +272,32 @@ _CAPTURE_LIMIT = 64 * 1024
 @contextlib.contextmanager
 def _native_stderr_captured() -> Iterator[list[str]]:
     """Collect what C libraries write straight to file descriptor 2 during the block (libpng's "libpng error:
-    bad adaptive filter value", libtiff's warnings): OpenCV's log level does not reach them, and our MediaError
-    must stay the only line. The lines are in the yielded list after the block."""
+    bad adaptive filter value", libtiff's warnings), with OpenCV's own log silenced: neither reaches the user,
+    and our MediaError must stay the only line. The lines are in the yielded list after the block.
+
+    Keep the block to the one OpenCV call. fd 2 and OpenCV's log level belong to the whole process: the lock
+    keeps our own captures from interleaving (and one from restoring a level another had silenced), but what
+    any other thread writes to stderr meanwhile (a warning, a progress bar, a C library) lands in the sink.
+    """
     lines: list[str] = []
-    with _STDERR_LOCK:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to protect
-            yield lines
-            return
-        try:
-            with tempfile.TemporaryFile() as sink:
+    with tempfile.TemporaryFile() as sink:
+        with _STDERR_LOCK, _quiet_opencv():
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to protect
+                yield lines
+                return
+            try:
                 os.dup2(sink.fileno(), 2)
                 try:
                     yield lines
                 finally:
                     os.dup2(saved, 2)
-                    sink.seek(0)
-                    lines.extend(sink.read(_CAPTURE_LIMIT).decode("utf-8", "replace").splitlines())
-        finally:
-            os.close(saved)
+            finally:
+                os.close(saved)
+        sink.seek(0)  # after the lock: the sink is this call's own
+        lines.extend(sink.read(_CAPTURE_LIMIT).decode("utf-8", "replace").splitlines())
 
 
 def _decoder_reason(complaints: list[str]) -> str:
@@ -365,7 +370,7 @@ def write_image(path: Path | str, image: Image, quality: int | None = None) -> l
 def _encode(path: Path, fmt: str, pixels: np.ndarray, params: list[int], icc: bytes | None) -> np.ndarray:
     ext = _CV_EXT[fmt]
     try:
-        with _quiet_opencv(), _native_stderr_captured():
+        with _native_stderr_captured():
             if icc is not None:
                 meta = [np.frombuffer(icc, dtype=np.uint8)]
                 ok, buf = cv2.imencodeWithMetadata(ext, pixels, [cv2.IMAGE_METADATA_ICCP], meta, params)
