@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import io
 import json
 import os
@@ -913,8 +914,6 @@ def test_a_segment_is_retried_from_the_start_only_when_short(sources: dict[str, 
 
 
 def test_ray_workers_ask_for_the_gpu_their_model_runs_on() -> None:
-    import functools
-
     from upscaler.engine import video_replica
     from upscaler.jobs.cluster import _on_visible_gpu, actor_resources
 
@@ -930,3 +929,45 @@ def test_ray_workers_ask_for_the_gpu_their_model_runs_on() -> None:
     # The GPU Ray gives an actor is its only visible one: "cuda:1" there is "cuda".
     moved = _on_visible_gpu(functools.partial(video_replica, {"device": "cuda:1", "model": "m"}))
     assert isinstance(moved, functools.partial) and moved.args[0] == {"device": "cuda", "model": "m"}
+
+
+def test_a_video_too_short_to_split_is_not_scanned(clips: Path, sources: dict[str, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from upscaler.jobs import run as jobs_run
+
+    scanned: list[Path] = []
+
+    def scan(path: Path):  # noqa: ANN202
+        scanned.append(path)
+        return scan_video(path)
+
+    monkeypatch.setattr(jobs_run, "scan_video", scan)
+    # realshort.mp4's header says 1.2 s: under two segments of 0.7 s, one pass without demuxing it first.
+    result = run_job(clips / "realshort.mp4", tmp_path / "short.mp4", lambda b: b, segment_seconds=0.7,
+                     options=EncodeOptions(preset="ultrafast"))
+    assert result.frames == 36 and scanned == []
+    run_job(sources["chaplin"], tmp_path / "long.mp4", lambda b: b, segment_seconds=0.7, options=OPTS)
+    assert scanned == [sources["chaplin"]]
+
+
+def test_a_job_is_estimated_at_twice_the_output_for_the_free_space_warning(
+        sources: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from upscaler import Upscaler, engine
+
+    estimates: list[int] = []
+    monkeypatch.setattr(engine, "warn_if_short_of_space", lambda dst, estimate: estimates.append(estimate))
+    up = Upscaler(scale=4, device="cpu", precision="fp32")
+
+    def x4(batch: np.ndarray) -> np.ndarray:  # the network is not what is tested
+        return np.repeat(np.repeat(batch, 4, 1), 4, 2)
+
+    monkeypatch.setattr(up, "upscale_array", x4)
+    monkeypatch.setattr(up, "submit_array", lambda batch: functools.partial(x4, batch))
+    src = tmp_path / "tiny.mp4"
+    # 1.6 s, keyframes every 0.48 s: two segments of 0.7 s.
+    remake(sources["chaplin"], src, seconds=1.6, size=(16, 16), codec="libx264", gop=12,
+           options={"preset": "ultrafast"})
+    options = EncodeOptions(preset="ultrafast")
+    up.upscale_video(src, tmp_path / "single.mp4", options=options)
+    up.upscale_video(src, tmp_path / "job.mp4", options=options, segment_seconds=0.7)  # segments + the join
+    assert estimates[0] > 0 and estimates == [estimates[0], 2 * estimates[0]]

@@ -375,7 +375,8 @@ class Upscaler:
             itemsize = 2 if bit_depth(info.pix_fmt) > 8 else 1
             self.check_memory(self.batch_size, info.width, info.height, itemsize)
             self._memory_checked[(info.width, info.height, itemsize)] = self.batch_size
-            warn_if_short_of_space(dst, video_size_estimate(Path(src), self.outscale))
+            # A job holds its segments and the joined output at once, until the join ends: about twice.
+            warn_if_short_of_space(dst, video_size_estimate(Path(src), self.outscale) * (2 if job else 1))
             if on_start is not None:
                 on_start(info)
 

@@ -25,7 +25,7 @@ from ..video.steps import FrameFn
 from . import cluster
 from .join import join_segments
 from .manifest import JobDir, job_dir_for
-from .segments import Segment, plan_segments, scan_video
+from .segments import Segment, known_duration, plan_segments, scan_video
 
 
 def job_key(src: Path, dst: Path, options: EncodeOptions, model: str, segment_seconds: float) -> dict[str, Any]:
@@ -80,7 +80,10 @@ def run_job(
         if replica is None:
             raise ValueError("workers > 1 needs a replica() to build each worker's model")
     check_output_path(src, dst, overwrite)
-    segments = plan_segments(scan_video(src), segment_seconds)
+    # The scan demuxes the whole file: not for a video its header says is too short to be worth splitting.
+    duration = known_duration(src)
+    short = duration is not None and duration < 2 * segment_seconds
+    segments = [] if short else plan_segments(scan_video(src), segment_seconds)
     # The output's lock, held for the whole job, also keeps a second run out of its job folder (a run that
     # holds it may be using the folder this one would remove as stale).
     with output_lock(dst, overwrite=overwrite):

@@ -40,6 +40,17 @@ class Segment:
         return f"segment {self.index + 1}/{count} ({float(self.first):.2f} s to {float(self.last):.2f} s)"
 
 
+def known_duration(path: Path) -> float | None:
+    """The video's length in seconds as its header gives it (the stream's, else the container's), or None."""
+    container, stream = open_input(path)
+    try:
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        return container.duration / av.time_base if container.duration else None
+    finally:
+        container.close()
+
+
 def scan_video(path: Path) -> Scan:
     container, stream = open_input(path)
     pts: list[int] = []
