@@ -371,10 +371,14 @@ def _worker_notes(r: dict[str, Any]) -> list[str]:
         if (many["segment_fps"] or 0) < (one["segment_fps"] or 0):
             notes.append(f"{n} workers share {cores} CPU cores: each gets a part of what the single run had to "
                          f"itself, so each worker's own speed falls ({speeds})")
-        else:
+        elif threads > max(1, cores // n):
             notes.append(f"each worker was as fast as the single run or faster ({speeds}): a worker runs torch on "
                          f"{max(1, cores // n)} thread(s), this process on {threads}; where other work keeps cores "
                          "busy, more threads than free cores slow torch down (compare --threads 1)")
+        else:
+            notes.append(f"each worker was as fast as the single run or faster ({speeds}) on as many torch "
+                         "threads: the machine's other load changed between the two runs, which run one after "
+                         "the other (repeat the bench to see the spread)")
     notes.append(f"{many['overhead_s']:.1f} s of the {n}-worker run is not segment work: Ray's start, each worker "
                  "loading its own model, and the last segment running alone; it is paid once per job, so it "
                  "matters less on long videos")
