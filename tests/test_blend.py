@@ -116,7 +116,7 @@ def test_describe_names_the_blend() -> None:
     assert "compact-x4 blended with compact-x4-psnr at strength 0.5" in _up(strength=0.5).describe()
     assert "compact-x2 blended with compact-x2-psnr at strength 0.25" in _up(scale=2, strength=0.25).describe()
     # A shipped file given by path still finds its partner.
-    assert "compact-x2 blended with compact-x2-psnr" in _up(WEIGHTS / "srvgg-x2-gan.safetensors",
+    assert "compact-x2 blended with compact-x2-psnr" in _up(WEIGHTS / "srvgg-x2-real-gan.safetensors",
                                                             strength=0.5).describe()
     assert "blended" not in _up().describe()
 
@@ -238,5 +238,5 @@ def test_models_lists_the_strength_partners() -> None:
     assert code == 0
     # Each shipped GAN model names its PSNR partner; the partners themselves have none.
     assert "--strength partner: compact-x4-psnr" in out and "--strength partner: compact-x2-psnr" in out
-    assert "--strength partner: compact-x4-clean-psnr" in out
-    assert out.count("--strength partner:") == 3 and "--blend FILE" in out
+    assert "--strength partner: compact-x4-clean-psnr" in out and "--strength partner: compact-x2-clean-psnr" in out
+    assert out.count("--strength partner:") == 4 and "--blend FILE" in out

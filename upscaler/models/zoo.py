@@ -33,11 +33,15 @@ SHIPPED = (
                blend_partner="compact-x4-clean-psnr"),
     ModelEntry("compact-x4-clean-psnr", 4, "srvgg", "Compact SRVGG x4, L1-trained on clean bicubic LR only: the "
                "highest PSNR on clean input", file="srvgg-x4-psnr.safetensors"),
-    ModelEntry("compact-x2", 2, "srvgg", "Compact SRVGG x2, GAN-trained on clean bicubic LR (a real-footage x2 is "
-               "not trained yet): sharp texture; default at --scale 2", file="srvgg-x2-gan.safetensors",
-               blend_partner="compact-x2-psnr"),
-    ModelEntry("compact-x2-psnr", 2, "srvgg", "Compact SRVGG x2, L1-trained on clean bicubic LR: faithful, soft",
-               file="srvgg-x2-psnr.safetensors"),
+    ModelEntry("compact-x2", 2, "srvgg", "Compact SRVGG x2, GAN-trained on real-footage damage (H.264, noise, JPEG, "
+               "blur): default at --scale 2", file="srvgg-x2-real-gan.safetensors", blend_partner="compact-x2-psnr"),
+    ModelEntry("compact-x2-psnr", 2, "srvgg", "Compact SRVGG x2, L1-trained on real-footage damage: faithful, "
+               "damps codec blocks and noise", file="srvgg-x2-real-psnr.safetensors"),
+    ModelEntry("compact-x2-clean", 2, "srvgg", "Compact SRVGG x2, GAN-trained on clean bicubic LR only: for "
+               "renders and screenshots (amplifies compression artefacts)", file="srvgg-x2-gan.safetensors",
+               blend_partner="compact-x2-clean-psnr"),
+    ModelEntry("compact-x2-clean-psnr", 2, "srvgg", "Compact SRVGG x2, L1-trained on clean bicubic LR only: the "
+               "highest PSNR on clean input", file="srvgg-x2-psnr.safetensors"),
 )
 
 _RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
