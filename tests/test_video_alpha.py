@@ -297,3 +297,17 @@ def test_fully_opaque_alpha_counts_as_none(tmp_path: Path, clips: Path, codec: s
     assert result.codec == "libx264" and not [s for s in said if "alpha" in s], said
     result, said = run(opaque, tmp_path / "out.mkv", options=EncodeOptions(preset="ultrafast"))
     assert result.codec == "libx264" and not [s for s in said if "alpha" in s], said
+
+
+def test_cli_warns_again_on_a_second_run_in_one_process(vp9_alpha: Path, tmp_path: Path, one_thread: None) -> None:
+    # Python shows a warning once per call site by default, so an in-process second run (a batch's second file,
+    # or this suite's earlier tests) used to lose it.
+    from click.testing import CliRunner
+
+    from upscaler.cli import main
+
+    for name in ("a.mp4", "b.mp4"):
+        result = CliRunner().invoke(main, ["video", str(vp9_alpha), "-o", str(tmp_path / name), "-q", "--preset",
+                                           "ultrafast", "--device", "cpu"])
+        assert result.exit_code == 0, result.stderr
+        assert sum("alpha channel dropped" in line for line in result.stderr.splitlines()) == 1, result.stderr

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .errors import MediaError
+from .errors import MediaError, UpscalerWarning
 from .fileio import OutputBusy, output_lock
 from .image.io import IMAGE_EXTENSIONS
 
@@ -47,7 +47,7 @@ _STREAMS_END_SLACK = 0.02
 _SKIPPED_ROWS_MAX = 20  # beyond this, a resumed batch's skipped files collapse into one row
 
 
-class BatchWarning(UserWarning):
+class BatchWarning(UpscalerWarning):
     """An existing output was found damaged and is being done again."""
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from rich.markup import escape
 from .errors import (
     Terminated,
     UpscalerError,
+    UpscalerWarning,
     error_line,
     interrupt_exit_code,
     is_out_of_memory,
@@ -33,7 +35,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"upscale: warning: {printable(str(message))}", err=True)
 
 
-warnings.showwarning = _show_warning
+@contextlib.contextmanager
+def _user_warnings() -> Iterator[None]:
+    # Set per command, not at import: every notice shows (Python's default is once per call site, which hid a
+    # batch's second file's), as one plain line, and a library user's warning settings stay untouched.
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UpscalerWarning)
+        warnings.showwarning = _show_warning
+        yield
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -165,8 +174,10 @@ def _interrupted(exc: BaseException) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="upscaler")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Upscale video and images 2x/4x with super-resolution networks."""
+    ctx.with_resource(_user_warnings())
 
 
 @main.command()

@@ -36,7 +36,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that the same clean-up runs, but told apart for the exit code."""
 
 
-class DiskSpaceWarning(UserWarning):
+class UpscalerWarning(UserWarning):
+    """A notice for the user about one run (a stream re-encoded, alpha dropped, damage found). The CLI shows every
+    one, not Python's first per call site: a batch's second file deserves its own warning."""
+
+
+class DiskSpaceWarning(UpscalerWarning):
     """The output may not fit on its disk (an estimate, so a warning and not an error)."""
 
 

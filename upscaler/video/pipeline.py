@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..device.stages import StageTimer, stage
+from ..errors import UpscalerWarning
 from ..fileio import atomic_output, check_output_path
 from .decode import Batch, Decoder, alpha_decoder
 from .encode import Writer
@@ -29,7 +30,7 @@ _QUEUE_BATCHES = 2
 _POLL_S = 0.1
 
 
-class VideoWarning(UserWarning):
+class VideoWarning(UpscalerWarning):
     """Something about the output the user should know (a dropped or re-encoded stream, a crop...)."""
 
 
