@@ -168,8 +168,11 @@ def test_ctrl_c_leaves_no_output(work: Path) -> None:
     import signal
     import time
 
+    # As a terminal would start it: a shell running the suite in the background (``.ci/run &``) ignores SIGINT,
+    # the child inherits that, and Python then installs no Ctrl-C handler at all.
     proc = subprocess.Popen([sys.executable, "-m", "upscaler", "video", str(work / "in.mp4"), "-q"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list(work.glob(".in_x4.partial-*")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
