@@ -4,6 +4,7 @@ spandrel, and every user-caused failure is a one-line ModelLoadError."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -359,3 +360,12 @@ def test_bad_metadata(tmp_path: Path) -> None:
         path = tmp_path / f"m{i}.safetensors"
         save_file(sd, path, metadata=metadata)
         assert expected in _load_error(path)
+
+
+def test_saved_weights_follow_the_umask_not_0600(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        save_model(SRVGGNetCompact(num_feat=8, num_conv=1, upscale=2), tmp_path / "w.safetensors")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644

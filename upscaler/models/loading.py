@@ -11,6 +11,7 @@ import json
 import os
 import pickletools
 import re
+import stat
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -96,7 +97,9 @@ def save_model(
         metadata[key] = value
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     with atomic_output(path) as tmp:
+        mode = stat.S_IMODE(tmp.stat().st_mode)  # the user's umask, as atomic_output created it
         save_file(state, os.fspath(tmp), metadata=metadata)
+        os.chmod(tmp, mode)  # save_file leaves a private 0600 file: weights are made to be shared
 
 
 def _read_file(path: Path, name: str) -> tuple[Mapping[str, Any], dict[str, str]]:
