@@ -110,6 +110,7 @@ class Decoder:
         self.copy = copy
         self.transcode = transcode
         self.frames_decoded = 0
+        self.discarded = 0  # packets an edit list trims: in the container's frame count, never decoded
         self.display_matrix: list[int] | None = None
         # Deep inputs keep their precision all the way to the model.
         self.dtype = np.uint16 if info.bit_depth > 8 else np.uint8
@@ -191,6 +192,8 @@ class Decoder:
         # Packets the demuxer marks for discarding (before an edit list's start) never give a frame.
         if packet.pts is not None and packet.size and not packet.is_discard:
             self._waiting.add(packet.pts)
+        elif packet.size and packet.is_discard:
+            self.discarded += 1
         try:
             frames = self._codec.decode(packet)
         except av.error.FFmpegError as exc:

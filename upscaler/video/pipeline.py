@@ -181,7 +181,7 @@ def upscale_video(
     if (writer.cropped or step.cropped) and writer.size is not None:
         width, height = writer.size
         late.append(f"{dst.name}: cropped to {width}x{height}: {plan.pix_fmt} needs even sizes")
-    announced, decoded = stream.frames, decoder.frames_decoded
+    announced, decoded = stream.frames and stream.frames - decoder.discarded, decoder.frames_decoded
     if decoder.damage:
         late.append(decoder.damage.describe(src.name, decoded))  # also why fewer frames came out
     elif announced and decoded != announced and span is None:
