@@ -608,11 +608,17 @@ def test_a_really_full_disk_while_joining(sources: dict[str, Path], tmp_path: Pa
 # -- the command -------------------------------------------------------------------------------------
 
 
-def test_cli_segment_seconds(sources: dict[str, Path], tmp_path: Path, one_thread: None) -> None:
+def _tiny_segmented_clip(sources: dict[str, Path], tmp_path: Path) -> Path:
+    """The VFR clip made tiny, with B-frames and a GOP short enough for 0.7 s segments, for the command's tests."""
     src = tmp_path / "tiny.mp4"
     remake(sources["vfr"], src, seconds=10, size=(48, 32), codec="libx264", gop=6,
            options={"preset": "veryfast", "bf": "2"})
     assert len(plan_segments(scan_video(src), 0.7)) >= 2
+    return src
+
+
+def test_cli_segment_seconds(sources: dict[str, Path], tmp_path: Path, one_thread: None) -> None:
+    src = _tiny_segmented_clip(sources, tmp_path)
     dst = tmp_path / "tiny_x2.mp4"
     result = CliRunner().invoke(main, ["video", str(src), "-o", str(dst), "--scale", "2", "--preset", "veryfast",
                                        "--segment-seconds", "0.7", "--quiet"])
@@ -665,10 +671,7 @@ def test_workers_without_ray_is_one_clear_error(sources: dict[str, Path], tmp_pa
 
 def test_workers_on_ray(sources: dict[str, Path], tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    src = tmp_path / "tiny.mp4"
-    remake(sources["vfr"], src, seconds=10, size=(48, 32), codec="libx264", gop=6,
-           options={"preset": "veryfast", "bf": "2"})
-    assert len(plan_segments(scan_video(src), 0.7)) >= 2
+    src = _tiny_segmented_clip(sources, tmp_path)
     dst = tmp_path / "tiny_x2.mp4"
     result = CliRunner().invoke(main, ["video", str(src), "-o", str(dst), "--scale", "2", "--device", "cpu",
                                        "--preset", "veryfast", "--segment-seconds", "0.7", "--workers", "2",
