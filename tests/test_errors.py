@@ -207,6 +207,16 @@ def test_a_corrupt_checkpoint_is_refused_in_one_line_with_the_upscale_prefix(ent
     assert "weights_only" not in proc.stderr  # torch's advice to load it unsafely is never passed on
 
 
+def test_exporting_a_corrupt_checkpoint_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, np.random.default_rng(0).bytes(4096))
+    dst = tmp_path / "out.safetensors"
+    line = one_error_line(upscale(run, dst, module="train.export"))
+    assert "checkpoint" in line and "refused" in line
+    assert not dst.exists()
+    line = one_error_line(upscale(tmp_path, dst, module="train.export"))
+    assert "no checkpoint.pt" in line
+
+
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "code-ran"
     run = _run_dir(tmp_path, pickle.dumps({"step": 1, "rng": _Payload(marker)}))

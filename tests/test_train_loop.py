@@ -203,7 +203,11 @@ def test_grid_penalty_is_a_logged_generator_term(tmp_path: Path) -> None:
     assert "grid" in header
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code", "what"), [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path, sig: int, code: int,
+                                                                     what: str) -> None:
+    # SIGTERM (a scheduler's stop, a reboot) is deferred to the step boundary like Ctrl-C, under plain python -m train.
     out = tmp_path / "run"
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -215,11 +219,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path) -> No
     for line in proc.stdout:
         if line.startswith("step 3/"):
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == code, stderr
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("upscale: error: interrupted: checkpoint saved at step"), stderr
+    assert len(lines) == 1 and lines[0].startswith(f"upscale: error: {what}: checkpoint saved at step"), stderr
     step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert 3 <= step < 100000 and f"step {step} " in lines[0]
     # ``--resume --out`` alone picks the run's saved config back up.

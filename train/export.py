@@ -35,9 +35,18 @@ def export_checkpoint(run_dir: Path, dst: Path) -> int:
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 def main(run_dir: Path, dst: Path) -> None:
     """Export RUN_DIR's latest checkpoint as DST (.safetensors)."""
+    from upscaler.errors import UpscalerError
+
+    from .cli import _fail
+
     if not (run_dir / CHECKPOINT_NAME).is_file():
-        raise click.ClickException(f"{run_dir}: no {CHECKPOINT_NAME}")
-    step = export_checkpoint(run_dir, dst)
+        _fail(f"{run_dir}: no {CHECKPOINT_NAME}")
+    try:
+        step = export_checkpoint(run_dir, dst)
+    except (UpscalerError, ValueError) as exc:  # a damaged or foreign checkpoint, or a config it cannot rebuild
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or dst}: {exc.strerror or exc}")
     click.echo(f"wrote {dst} (step {step})")
 
 

@@ -238,29 +238,37 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class _DeferredInterrupt:
-    """The first Ctrl-C lets the current step finish, so the checkpoint sits on a step boundary and ``--resume``
-    replays exactly; a second one interrupts at once. Only the main thread can own the handler."""
+    """The first Ctrl-C (or SIGTERM) lets the current step finish, so the checkpoint sits on a step boundary and
+    ``--resume`` replays exactly; a second one interrupts at once. Only the main thread can own the handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self.terminated = False  # SIGTERM, not Ctrl-C: exit 143
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
         return self
 
+    def interrupt(self) -> KeyboardInterrupt:
+        from upscaler.errors import Terminated
+
+        return Terminated() if self.terminated else KeyboardInterrupt()
+
     def _handle(self, signum: int, frame: Any) -> None:
+        self.terminated |= signum == signal.SIGTERM
         if self.requested:
-            raise KeyboardInterrupt
+            raise self.interrupt()
         self.requested = True
 
     def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 @dataclass
@@ -303,7 +311,7 @@ def _next_batch(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], stop: _Def
     except RuntimeError:
         # Ctrl-C in a terminal also reaches the DataLoader workers, which exit; the loader then reports them dead.
         if stop.requested:
-            raise KeyboardInterrupt from None
+            raise stop.interrupt() from None
         raise
 
 
@@ -385,7 +393,7 @@ def _run(cfg: TrainConfig, ctx: DistContext, log: Log, progress: bool,
         try:
             while done < cfg.steps:
                 if any_rank(stop.requested, ctx):
-                    raise KeyboardInterrupt
+                    raise stop.interrupt()
                 lr_batch, hr_batch = _next_batch(batches, stop)
                 terms = trainer.step(lr_batch, hr_batch)
                 done += 1
@@ -423,7 +431,8 @@ def _run(cfg: TrainConfig, ctx: DistContext, log: Log, progress: bool,
         except KeyboardInterrupt:
             checkpoint(done)
             where = f"checkpoint saved at step {done} in {ckpt_path}" if ctx.is_main else f"stopped at step {done}"
-            raise TrainingInterrupted(f"interrupted: {where}; continue with --resume") from None
+            what = "terminated" if stop.terminated else "interrupted"
+            raise TrainingInterrupted(f"{what}: {where}; continue with --resume") from None
 
     checkpoint(done)
     weights = None
