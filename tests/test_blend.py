@@ -71,7 +71,7 @@ def assert_one_line_error(code: int, stderr: str) -> str:
 @pytest.mark.parametrize("image", ["synthetic", "baby_lr"])
 def test_endpoints_reproduce_each_model_bit_exactly(image: str, request: pytest.FixtureRequest) -> None:
     lr = request.getfixturevalue(image)
-    gan, psnr = _up("compact-x4").upscale_array(lr), _up("compact-x4-psnr").upscale_array(lr)
+    gan, psnr = _up(GAN).upscale_array(lr), _up("compact-x4-psnr").upscale_array(lr)
     assert not np.array_equal(gan, psnr)
     # The implied partner (default model) and the explicit pair of files give the same endpoints.
     assert np.array_equal(_up(strength=1).upscale_array(lr), gan)
@@ -80,6 +80,21 @@ def test_endpoints_reproduce_each_model_bit_exactly(image: str, request: pytest.
     assert np.array_equal(_up(GAN, blend=PSNR, strength=0).upscale_array(lr), psnr)
     middle = _up(strength=0.5).upscale_array(lr)
     assert not np.array_equal(middle, gan) and not np.array_equal(middle, psnr)
+
+
+def test_the_default_runs_at_its_default_strength_and_a_file_as_it_is(synthetic: np.ndarray) -> None:
+    # `compact-x4` (and the default) is the GAN model blended 0.8 with its L1 partner unless told otherwise; its
+    # file named by path is the GAN model alone, and an explicit strength wins over the default one.
+    default = _up().upscale_array(synthetic)
+    assert np.array_equal(default, _up(strength=0.8).upscale_array(synthetic))
+    assert np.array_equal(_up("compact-x4").upscale_array(synthetic), default)
+    gan = _up(GAN).upscale_array(synthetic)
+    assert not np.array_equal(gan, default)
+    assert np.array_equal(_up("compact-x4", strength=1).upscale_array(synthetic), gan)
+    assert "strength 0.8" in _up().describe()
+    # The other named models have no default strength: the name means the file.
+    assert np.array_equal(_up("compact-x4-clean").upscale_array(synthetic),
+                          _up(WEIGHTS / "srvgg-x4-gan.safetensors").upscale_array(synthetic))
 
 
 def test_sharpness_grows_with_strength(baby_lr: np.ndarray) -> None:
@@ -118,7 +133,7 @@ def test_describe_names_the_blend() -> None:
     # A shipped file given by path still finds its partner.
     assert "compact-x2 blended with compact-x2-psnr" in _up(WEIGHTS / "srvgg-x2-real-gan.safetensors",
                                                             strength=0.5).describe()
-    assert "blended" not in _up().describe()
+    assert "blended" not in _up(GAN).describe() and "blended" not in _up(scale=2).describe()
 
 
 def test_non_float_tensors_come_from_a(tmp_path: Path) -> None:
@@ -240,3 +255,4 @@ def test_models_lists_the_strength_partners() -> None:
     assert "--strength partner: compact-x4-psnr" in out and "--strength partner: compact-x2-psnr" in out
     assert "--strength partner: compact-x4-clean-psnr" in out and "--strength partner: compact-x2-clean-psnr" in out
     assert out.count("--strength partner:") == 4 and "--blend FILE" in out
+    assert out.count("default strength") == 1 and "compact-x4-psnr, default strength 0.8" in out

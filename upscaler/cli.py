@@ -83,7 +83,8 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Shipped or known model name (see `upscale models`), or a .safetensors/.pth file."),
         click.option("--strength", type=click.FloatRange(0, 1), default=None,
                      help="Blend the model's weights with a second model's (network interpolation), once at "
-                     "load: 1 = the model (GAN), 0 = its PSNR partner (see `upscale models`) or --blend."),
+                     "load: 1 = the model (GAN), 0 = its PSNR partner (see `upscale models`) or --blend. Default: the "
+                     "named model's own (compact-x4: 0.8), else 1."),
         click.option("--blend", default=None, metavar="MODEL",
                      help="The model at --strength 0 (a name or file of the same architecture); needs --strength."),
         click.option("-s", "--scale", type=click.Choice(["2", "4"]), default=None,
@@ -308,6 +309,8 @@ def models() -> None:
 
     def about(entry: zoo.ModelEntry) -> str:
         partner = f"\n[b]--strength[/b] partner: {entry.blend_partner}" if entry.blend_partner else ""
+        if entry.default_strength is not None:
+            partner += f", default strength {entry.default_strength:g}"
         return escape(entry.description) + partner
 
     for entry in zoo.SHIPPED:

@@ -71,12 +71,16 @@ def blend_models(a: LoadedModel, b: LoadedModel, strength: float) -> LoadedModel
 
 def load_blended(model: ModelSource, *, blend: ModelSource = None, strength: float | None = None,
                  scale: int | None = None) -> LoadedModel:
-    """What ``Upscaler(model, blend=, strength=)`` runs: ``model`` alone without a strength; with one, ``model``
-    blended with ``blend`` or, when that is None, with the PSNR partner its zoo entry names."""
+    """What ``Upscaler(model, blend=, strength=)`` runs: ``model`` alone without a strength (a model name runs at
+    its zoo entry's default strength, if it has one); with one, ``model`` blended with ``blend`` or, when that is
+    None, with the PSNR partner its zoo entry names."""
     if strength is None:
         if blend is not None:
             raise UpscalerError("--blend needs --strength S (the --model's share, from 0 to 1)")
-        return _load(model, scale)
+        named = None if isinstance(model, LoadedModel) else zoo.named_entry(model, scale)
+        if named is None or named.default_strength is None:
+            return _load(model, scale)
+        strength = named.default_strength
     _check_strength(strength)
     if blend is None:
         entry = zoo.entry_for(model.source if isinstance(model, LoadedModel) else model, scale)

@@ -20,12 +20,15 @@ class ModelEntry:
     url: str | None = None  # downloadable: fetched once into the cache folder
     # The PSNR-oriented model `--strength` blends this (GAN) one with: strength 0 is the partner, 1 this model.
     blend_partner: str | None = None
+    # The strength a bare ``--model NAME`` (or the default) runs at; None = this model's own weights. A file path
+    # always means that file's weights as they are.
+    default_strength: float | None = None
 
 
 SHIPPED = (
     ModelEntry("compact-x4", 4, "srvgg", "Compact SRVGG x4, GAN-trained on real-footage damage (H.264, noise, JPEG, "
-               "blur): sharp, cleans codec blocks; default", file="srvgg-x4-real-gan.safetensors",
-               blend_partner="compact-x4-psnr"),
+               "blur), run at --strength 0.8 unless told: sharp, cleans codec blocks; default",
+               file="srvgg-x4-real-gan.safetensors", blend_partner="compact-x4-psnr", default_strength=0.8),
     ModelEntry("compact-x4-psnr", 4, "srvgg", "Compact SRVGG x4, L1-trained on real-footage damage: faithful, "
                "soft, the most robust to heavy compression", file="srvgg-x4-real-psnr.safetensors"),
     ModelEntry("compact-x4-clean", 4, "srvgg", "Compact SRVGG x4, GAN-trained on clean bicubic LR only: for "
@@ -74,9 +77,14 @@ def find_entry(name: str) -> ModelEntry | None:
 def entry_for(model: str | os.PathLike[str] | None, scale: int | None = None) -> ModelEntry | None:
     """The zoo entry a ``--model`` value means: a name, ``None``/"default" (by scale), or the path of a shipped
     or cached file (so ``weights/srvgg-x4-gan.safetensors`` still finds its blend partner)."""
+    return named_entry(model, scale) or (None if model is None else entry_for_path(model))
+
+
+def named_entry(model: str | os.PathLike[str] | None, scale: int | None = None) -> ModelEntry | None:
+    """The zoo entry a ``--model`` value names (a name, or ``None``/"default" by scale); None for a file path."""
     if model is None or str(model) == "default":
         return find_entry(DEFAULT_BY_SCALE.get(scale or 4, ""))
-    return find_entry(str(model)) or entry_for_path(model)
+    return find_entry(str(model))
 
 
 def entry_for_path(path: str | os.PathLike[str]) -> ModelEntry | None:
