@@ -133,7 +133,8 @@ def test_describe_names_the_blend() -> None:
     # A shipped file given by path still finds its partner.
     assert "compact-x2 blended with compact-x2-psnr" in _up(WEIGHTS / "srvgg-x2-real-gan.safetensors",
                                                             strength=0.5).describe()
-    assert "blended" not in _up(GAN).describe() and "blended" not in _up(scale=2).describe()
+    assert "blended" not in _up(GAN).describe() and "blended" not in _up("compact-x4-clean").describe()
+    assert "compact-x2 blended with compact-x2-psnr at strength 0.8" in _up(scale=2).describe()
 
 
 def test_non_float_tensors_come_from_a(tmp_path: Path) -> None:
@@ -255,4 +256,5 @@ def test_models_lists_the_strength_partners() -> None:
     assert "--strength partner: compact-x4-psnr" in out and "--strength partner: compact-x2-psnr" in out
     assert "--strength partner: compact-x4-clean-psnr" in out and "--strength partner: compact-x2-clean-psnr" in out
     assert out.count("--strength partner:") == 4 and "--blend FILE" in out
-    assert out.count("default strength") == 1 and "compact-x4-psnr, default strength 0.8" in out
+    assert out.count("default strength") == 2 and "compact-x4-psnr, default strength 0.8" in out
+    assert "compact-x2-psnr, default strength 0.8" in out

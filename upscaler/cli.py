@@ -84,7 +84,7 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--strength", type=click.FloatRange(0, 1), default=None,
                      help="Blend the model's weights with a second model's (network interpolation), once at "
                      "load: 1 = the model (GAN), 0 = its PSNR partner (see `upscale models`) or --blend. Default: the "
-                     "named model's own (compact-x4: 0.8), else 1."),
+                     "named model's own (compact-x4, compact-x2: 0.8), else 1."),
         click.option("--blend", default=None, metavar="MODEL",
                      help="The model at --strength 0 (a name or file of the same architecture); needs --strength."),
         click.option("-s", "--scale", type=click.Choice(["2", "4"]), default=None,

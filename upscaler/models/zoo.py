@@ -37,7 +37,8 @@ SHIPPED = (
     ModelEntry("compact-x4-clean-psnr", 4, "srvgg", "Compact SRVGG x4, L1-trained on clean bicubic LR only: the "
                "highest PSNR on clean input", file="srvgg-x4-psnr.safetensors"),
     ModelEntry("compact-x2", 2, "srvgg", "Compact SRVGG x2, GAN-trained on real-footage damage (H.264, noise, JPEG, "
-               "blur): default at --scale 2", file="srvgg-x2-real-gan.safetensors", blend_partner="compact-x2-psnr"),
+               "blur), run at --strength 0.8 unless told: default at --scale 2", file="srvgg-x2-real-gan.safetensors",
+               blend_partner="compact-x2-psnr", default_strength=0.8),
     ModelEntry("compact-x2-psnr", 2, "srvgg", "Compact SRVGG x2, L1-trained on real-footage damage: faithful, "
                "damps codec blocks and noise", file="srvgg-x2-real-psnr.safetensors"),
     ModelEntry("compact-x2-clean", 2, "srvgg", "Compact SRVGG x2, GAN-trained on clean bicubic LR only: for "
