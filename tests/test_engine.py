@@ -121,6 +121,13 @@ def test_every_shipped_model_beats_bicubic_on_set5(name: str) -> None:
     assert ours > base + margin, (ours, base)
 
 
+def test_the_default_x4_meets_the_clean_set5_target() -> None:
+    # The issue's bound: the default at least bicubic + 1.0 dB on clean Set5. Measured 29.52 against 28.43 at its
+    # default strength 0.8; the GAN weights alone (strength 1) reach only 29.37, so this also guards the default.
+    ours, base = _set5_psnr(Upscaler(tile=0))
+    assert ours > base + 1.0, (ours, base)
+
+
 def _detail(x: torch.Tensor) -> float:
     """Mean absolute Laplacian of the luma: how much fine texture an image holds."""
     y = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
