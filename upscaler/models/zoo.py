@@ -27,7 +27,7 @@ class ModelEntry:
 
 SHIPPED = (
     ModelEntry("compact-x4", 4, "srvgg", "Compact SRVGG x4, GAN-trained on real-footage damage (H.264, noise, JPEG, "
-               "blur), run at --strength 0.8 unless told: sharp, cleans codec blocks; default",
+               "blur): sharp, cleans codec blocks; default",
                file="srvgg-x4-real-gan.safetensors", blend_partner="compact-x4-psnr", default_strength=0.8),
     ModelEntry("compact-x4-psnr", 4, "srvgg", "Compact SRVGG x4, L1-trained on real-footage damage: faithful, "
                "soft, the most robust to heavy compression", file="srvgg-x4-real-psnr.safetensors"),
@@ -37,7 +37,7 @@ SHIPPED = (
     ModelEntry("compact-x4-clean-psnr", 4, "srvgg", "Compact SRVGG x4, L1-trained on clean bicubic LR only: the "
                "highest PSNR on clean input", file="srvgg-x4-psnr.safetensors"),
     ModelEntry("compact-x2", 2, "srvgg", "Compact SRVGG x2, GAN-trained on real-footage damage (H.264, noise, JPEG, "
-               "blur), run at --strength 0.8 unless told: default at --scale 2", file="srvgg-x2-real-gan.safetensors",
+               "blur): default at --scale 2", file="srvgg-x2-real-gan.safetensors",
                blend_partner="compact-x2-psnr", default_strength=0.8),
     ModelEntry("compact-x2-psnr", 2, "srvgg", "Compact SRVGG x2, L1-trained on real-footage damage: faithful, "
                "damps codec blocks and noise", file="srvgg-x2-real-psnr.safetensors"),
