@@ -304,14 +304,19 @@ def _run(decoder: Decoder, writer: Writer, step: Step, batch_size: int,
         threading.Thread(target=_guard, args=(produce, stop, errors), name="video-decode", daemon=True),
         threading.Thread(target=_guard, args=(consume, stop, errors), name="video-encode", daemon=True),
     ]
-    for thread in threads:
-        thread.start()
+
     def hand_on(batch: Batch, pending: Pending) -> None:
         _put(upscaled, (batch, *pending()), stop)
         if progress is not None and batch.frames is not None:
             progress(len(batch.pts))
 
+    started: list[threading.Thread] = []
     try:
+        # Started inside the try: a Ctrl-C or SIGTERM can land while start() waits for its thread, and a decode
+        # thread left running while the caller closes the containers crashes libav (SIGSEGV, seen 11 in 50).
+        for thread in threads:
+            started.append(thread)
+            thread.start()
         # One batch of look-ahead: the next batch is queued on the model before the previous one is waited
         # for, so a GPU has work while this thread waits, packs and hands frames on.
         queued: tuple[Batch, Pending] | None = None
@@ -328,10 +333,23 @@ def _run(decoder: Decoder, writer: Writer, step: Step, batch_size: int,
         pass  # a worker failed: its own error is raised below
     finally:
         stop.set()
-        for thread in threads:
-            thread.join()
+        for thread in started:
+            _join(thread)
     if errors:
         raise errors[0]
+
+
+def _join(thread: threading.Thread) -> None:
+    """Join a thread whose start() was called, even if a signal cut start() short before the thread ran."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            thread.join()
+            return
+        except RuntimeError:  # "cannot join thread before it is started": it is about to be
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
 
 
 def _guard(fn: Callable[[], None], stop: threading.Event, errors: list[BaseException]) -> None:
