@@ -20,10 +20,9 @@ import argparse
 
 import cv2
 import numpy as np
-import torch
 
 from train.realbench.sources import CONDITIONS, iter_sources
-from train.realbench.suite import GROUPS, Row, aggregate, bicubic_row, evaluate_source, model_row
+from train.realbench.suite import Row, bicubic_row, run_suite
 
 AMOUNTS = (0.5, 1.0, 2.0, 3.0)
 SIGMA = 1.5
@@ -54,27 +53,19 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--images", action="store_true", help="also Set5 as panned stills")
     args = parser.parse_args()
-    rows = [bicubic_row(args.scale), lanczos_row(args.scale), *(usm_row(args.scale, a) for a in AMOUNTS),
-            *(model_row(m, args.scale) for m in args.model)]
-    per_source: dict = {r.name: {c.name: {} for c in CONDITIONS} for r in rows}
-    groups = {}
-    for src in iter_sources(args.scale, quick=True, images=args.images):
-        with torch.no_grad():
-            result = evaluate_source(src, rows, args.scale, CONDITIONS)
-        for row, by_cond in result.items():
-            for cond, rec in by_cond.items():
-                per_source[row][cond][src.name] = rec
-        groups[src.name] = src.group
-    table = aggregate(per_source, groups)
-    group = "all" if args.images else next(g for g in GROUPS if any(v == g for v in groups.values()))
+    extra = [lanczos_row(args.scale), *(usm_row(args.scale, a) for a in AMOUNTS)]
+    result = run_suite(args.model, args.scale, iter_sources(args.scale, quick=True, images=args.images),
+                       log=lambda _: None, quick=True, extra_rows=extra)
+    table = result["metrics"]
+    group = "all" if args.images else result["sources"][0]["group"]
     print(f"| condition | row ({group}) | PSNR-Y | sharpness | gain | flicker |")
     print("|---|---|---|---|---|---|")
     for cond in CONDITIONS:
-        for row in rows:
-            m = table[row.name][cond.name][group]
+        for row in (r["name"] for r in result["rows"]):
+            m = table[row][cond.name][group]
             gain = "" if m["gain"] is None else f"{m['gain']:.2f}"
             flicker = "" if m["flicker"] is None else f"{m['flicker']:+.2f}"
-            print(f"| {cond.name} | {row.name} | {m['psnr_y']:.2f} | {m['sharpness']:.2f} | {gain} | {flicker} |")
+            print(f"| {cond.name} | {row} | {m['psnr_y']:.2f} | {m['sharpness']:.2f} | {gain} | {flicker} |")
 
 
 if __name__ == "__main__":

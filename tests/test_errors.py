@@ -171,44 +171,40 @@ def test_printable_escapes_only_what_breaks_a_line() -> None:
     assert printable(os.fsdecode(b"bad\xffname")) == "bad\\xffname"  # undecodable bytes of a file name
 
 
-def test_sigterm_as_the_pipeline_starts_never_crashes(tmp_path: Path) -> None:
-    # The output's temporary file appears just before the decode and encode threads start. A signal landing while
-    # start() waited for its thread left the decoder running as the containers closed: SIGSEGV in 11 of 50 such
-    # kills. Killed at once, eight times, every run must end in the one line and exit 143.
+def _sigterm_video_once(out: Path, poll_s: float) -> tuple[int, str]:
+    """Start ``upscale video`` into ``out``, SIGTERM it once its temporary output appears (looked for every
+    ``poll_s``), and return its exit code and stderr. faulthandler puts the stack of any crash in stderr."""
     src = shared_path("clips", "realshort.mp4")
-    for i in range(8):
-        out = tmp_path / str(i)
-        out.mkdir()
-        proc = subprocess.Popen([sys.executable, "-m", "upscaler", "video", str(src), "-o", str(out / "x.mkv"), "-q",
-                                 "--preset", "ultrafast"], cwd=REPO, env={**ENV, "PYTHONFAULTHANDLER": "1"},
-                                stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while not any(".partial-" in p.name for p in out.iterdir()):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.001)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 143, stderr
-        assert list(out.iterdir()) == [], stderr
-
-
-def test_sigterm_exits_143_with_one_line_and_no_output(tmp_path: Path) -> None:
-    src = shared_path("clips", "realshort.mp4")
-    out = tmp_path / "out"
-    out.mkdir()
-    # faulthandler: one CI run of this test ended in SIGSEGV (-11) with an empty stderr, never reproduced in 80
-    # local tries; should it recur, stderr (shown by the assertion) holds the stack of the crash.
     proc = subprocess.Popen([sys.executable, "-m", "upscaler", "video", str(src), "-o", str(out / "x.mkv"), "-q",
                              "--preset", "ultrafast"], cwd=REPO, env={**ENV, "PYTHONFAULTHANDLER": "1"},
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not any(".partial-" in p.name for p in out.iterdir()):  # the run is under way
         assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+        time.sleep(poll_s)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stderr
+
+
+def test_sigterm_as_the_pipeline_starts_never_crashes(tmp_path: Path) -> None:
+    # The output's temporary file appears just before the decode and encode threads start. A signal landing while
+    # start() waited for its thread left the decoder running as the containers closed: SIGSEGV in 11 of 50 such
+    # kills. Killed at once, eight times, every run must end in the one line and exit 143.
+    for i in range(8):
+        out = tmp_path / str(i)
+        out.mkdir()
+        code, stderr = _sigterm_video_once(out, poll_s=0.001)
+        assert code == 143, stderr
+        assert list(out.iterdir()) == [], stderr
+
+
+def test_sigterm_exits_143_with_one_line_and_no_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    code, stderr = _sigterm_video_once(out, poll_s=0.05)
     lines = stderr.splitlines()
-    assert proc.returncode == 143, stderr
+    assert code == 143, stderr
     assert len(lines) == 1 and lines[0].startswith("upscale: error: terminated"), stderr
     assert list(out.iterdir()) == []
 

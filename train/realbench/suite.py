@@ -7,7 +7,7 @@ rows), so memory stays at one source's frames whatever the suite's length.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,10 +130,11 @@ def aggregate(per_source: dict[str, dict[str, dict[str, dict]]], groups: dict[st
 
 def run_suite(models: list[str], scale: int, sources: Iterable[Source], *, device: str = "auto",
               conditions: tuple[Condition, ...] = CONDITIONS, crops_dir: Path | None = None,
-              log: Callable[[str], None] = print, quick: bool = False) -> dict:
-    """The whole benchmark as one JSON-able dict (see ``report.py`` for the tables)."""
+              log: Callable[[str], None] = print, quick: bool = False, extra_rows: Sequence[Row] = ()) -> dict:
+    """The whole benchmark as one JSON-able dict (see ``report.py`` for the tables). ``extra_rows`` (e.g. other
+    filters) are scored between bicubic and the models."""
     start = time.perf_counter()
-    rows = [bicubic_row(scale)] + [model_row(m, scale, device) for m in models]
+    rows = [bicubic_row(scale), *extra_rows] + [model_row(m, scale, device) for m in models]
     per_source: dict = {row.name: {c.name: {} for c in conditions} for row in rows}
     listed = []
     book = CropBook(scale) if crops_dir is not None else None
