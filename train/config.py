@@ -99,6 +99,7 @@ class TrainConfig:
     tv_weight: float = 0.0
     tv_kind: str = "squared"
     grid_weight: float = 0.0  # pixel-shuffle grid penalty (train/losses/grid.py), period = scale
+    consistency_weight: float = 0.0  # L1 to the starting weights' output on the clean LR (losses/consistency.py)
     # --- Discriminator (GAN stage) ---
     discriminator: str = "unet"  # vgg (input = patch_size) | patchgan | unet (spectral norm, Real-ESRGAN)
     d_num_feat: int = 64
@@ -164,8 +165,8 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} = {getattr(self, name)!r}: must be positive")
         non_negative = ("num_workers", "warmup_steps", "pixel_weight", "perceptual_weight", "adversarial_weight",
-                        "tv_weight", "grid_weight", "style_weight", "gp_weight", "grad_clip", "weight_decay",
-                        "min_lr_ratio", "perceptual_feature_scale", "video_min_interval_s")
+                        "tv_weight", "grid_weight", "consistency_weight", "style_weight", "gp_weight", "grad_clip",
+                        "weight_decay", "min_lr_ratio", "perceptual_feature_scale", "video_min_interval_s")
         for name in non_negative:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -184,7 +185,8 @@ class TrainConfig:
                                  f"({2 * self.scale}) so the LR clip has even sides for H.264")
             if self.clip_frames < 2:
                 raise ValueError(f"clip_frames = {self.clip_frames}: must be at least 2")
-        weights = (self.pixel_weight, self.perceptual_weight, self.adversarial_weight, self.tv_weight, self.grid_weight)
+        weights = (self.pixel_weight, self.perceptual_weight, self.adversarial_weight, self.tv_weight, self.grid_weight,
+                   self.consistency_weight)
         if sum(weights) == 0:
             raise ValueError("every generator loss weight is 0: nothing to train")
         if self.perceptual_weight and not self.perceptual_layers:
@@ -197,6 +199,9 @@ class TrainConfig:
             raise ValueError("pairs_dirs (a patch store) cannot be combined with other training data")
         if self.fine_tune is not None and self.pretrained is not None:
             raise ValueError("give fine_tune or pretrained, not both")
+        if self.consistency_weight and self.pretrained is None and self.fine_tune is None:
+            raise ValueError("consistency_weight needs starting weights (pretrained or fine_tune): they are its "
+                             "teacher")
         if sorted(self.lr_milestones) != self.lr_milestones:
             raise ValueError(f"lr_milestones {self.lr_milestones} must be ascending")
 

@@ -33,7 +33,15 @@ from .data import (
 )
 from .distributed import DistContext, any_rank, barrier, init_distributed, mean_over_ranks, shutdown, wrap
 from .ema import EMA
-from .losses import PerceptualLoss, TVLoss, gan_loss, gradient_penalty, grid_loss, pixel_loss
+from .losses import (
+    CleanConsistencyLoss,
+    PerceptualLoss,
+    TVLoss,
+    gan_loss,
+    gradient_penalty,
+    grid_loss,
+    pixel_loss,
+)
 from .run_log import MetricsLog, RunProgress, format_eta
 from .schedule import LRSchedule, load_scheduler_position
 from .validate import ValResult, validate
@@ -65,6 +73,8 @@ class Trainer:
             self.perceptual = PerceptualLoss(cfg.perceptual_layers, cfg.perceptual_criterion, cfg.style_weight,
                                              cfg.perceptual_feature_scale, cfg.vgg_weights).to(device)
         self.tv = TVLoss(cfg.tv_kind) if cfg.tv_weight else None  # type: ignore[arg-type]
+        # The teacher is G as built, i.e. the starting weights: a resumed run loads its checkpoint after this.
+        self.consistency = CleanConsistencyLoss(self.generator, cfg.scale) if cfg.consistency_weight else None
         self.gan = gan_loss(cfg.gan_loss) if self.discriminator is not None else None  # type: ignore[arg-type]
 
         schedule = LRSchedule.from_config(cfg)
@@ -102,6 +112,7 @@ class Trainer:
         names += ["style"] if self.perceptual is not None and self.cfg.style_weight else []
         names += ["tv"] if self.tv is not None else []
         names += ["grid"] if self.cfg.grid_weight else []
+        names += ["consistency"] if self.consistency is not None else []
         if self.gan is not None:
             names += ["adversarial", "d_loss", "d_real", "d_fake"]
             names += ["gp"] if self.gan.kind == "wgan" else []
@@ -186,6 +197,9 @@ class Trainer:
             if cfg.grid_weight:
                 terms["grid"] = grid_loss(fake.float(), cfg.scale)
                 total = total + cfg.grid_weight * terms["grid"]
+            if self.consistency is not None:
+                terms["consistency"] = self.consistency(fake, hr)
+                total = total + cfg.consistency_weight * terms["consistency"]
             if self.discriminator is not None and self.gan is not None:
                 real_logits = None
                 if self.gan.relativistic:

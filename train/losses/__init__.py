@@ -1,4 +1,5 @@
-"""Losses of the training kit: pixel, perceptual (VGG19), total variation, pixel-shuffle grid, adversarial."""
+"""Losses of the training kit: pixel, perceptual (VGG19), total variation, pixel-shuffle grid, adversarial,
+clean-input consistency."""
 
 from .adversarial import (
     GAN_KINDS,
@@ -12,6 +13,7 @@ from .adversarial import (
     gan_loss,
     gradient_penalty,
 )
+from .consistency import CleanConsistencyLoss, clean_lr
 from .grid import grid_loss, local_periodic
 from .perceptual import (
     ESRGAN_CONV54,
@@ -36,6 +38,7 @@ __all__ = [
     "SRGAN_VGG54",
     "VGG19_LAYERS",
     "CharbonnierLoss",
+    "CleanConsistencyLoss",
     "GANLoss",
     "HingeGANLoss",
     "LSGANLoss",
@@ -46,6 +49,7 @@ __all__ = [
     "TVLoss",
     "VanillaGANLoss",
     "WGANLoss",
+    "clean_lr",
     "default_vgg19_path",
     "gan_loss",
     "gradient_penalty",
