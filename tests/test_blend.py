@@ -97,6 +97,14 @@ def test_the_default_runs_at_its_default_strength_and_a_file_as_it_is(synthetic:
                           _up(WEIGHTS / "srvgg-x4-gan.safetensors").upscale_array(synthetic))
 
 
+def test_a_resumable_job_is_keyed_on_the_strength() -> None:
+    # A video job started at one strength must be found stale at another (its segments differ), and the default
+    # strength is the same job as that strength given explicitly.
+    assert _up().model_key() == _up(strength=0.8).model_key() == _up("compact-x4").model_key()
+    keys = {_up(strength=s).model_key() for s in (0.0, 0.5, 0.8, 1.0)}
+    assert len(keys) == 4
+
+
 def test_sharpness_grows_with_strength(baby_lr: np.ndarray) -> None:
     sharp = [_sharpness(_up(strength=s).upscale_array(baby_lr)) for s in (0, 0.25, 0.5, 0.75, 1)]
     assert all(a < b for a, b in zip(sharp, sharp[1:], strict=False)), sharp
